@@ -367,3 +367,41 @@ def test_int8_dynamic_quantization_runs_on_cpu(tiny_model):
 def test_unknown_quantization(tiny_model):
     with pytest.raises(ValueError, match="unknown quantization 'int4'"):
         _gen(tiny_model, quantization="int4")
+
+
+@pytest.mark.parametrize("rows, expected", [
+    ([[1, 2, 3], [1, 2, 4], [1, 2]], 2),
+    ([[5, 6], [5, 6]], 2),
+    ([[1], [2]], 0),
+    ([[7, 8, 9]], 3),
+])
+def test_common_prefix_len(rows, expected):
+    from distillab.generate import common_prefix_len
+
+    assert common_prefix_len(rows) == expected
+
+
+def test_shared_prefix_cache_matches_plain_batching(tiny_model):
+    """Prompts sharing the system prompt and a demonstration: the prefix is run once
+    and repeated over the batch, suffixes padded in the middle; greedy outputs equal
+    those of plain left-padded batching and of one prompt at a time."""
+    gen = _gen(tiny_model, batch_size=3)
+    spec = PromptSpec(demonstrations=1)
+    questions = ["What is 3 plus 4?", "Tom has 5 apples and buys 3 more. How many apples?",
+                 "3 plus 4", "What is 4 plus 3, think step by step?"]
+    rendered = [gen.render([{"role": "user", "content": q}], "math", spec) for q in questions]
+    rows = [gen.tok(r, add_special_tokens=False).input_ids for r in rendered]
+    inputs = gen._batch_inputs(rows[:3])
+    assert "past_key_values" in inputs  # the shared-prefix path is the one under test
+    mask = inputs["attention_mask"].tolist()
+    assert any(m[0] == 1 and m[-1] == 1 and 0 in m for m in mask)  # padded in the middle
+
+    cached = gen.generate(rendered, GREEDY, [])
+    plain = _gen(tiny_model, batch_size=3, prefix_cache=False)
+    assert "past_key_values" not in plain._batch_inputs(rows[:3])
+    assert cached == plain.generate(rendered, GREEDY, [])
+    single = _gen(tiny_model, batch_size=1)
+    for prompt, outs in zip(rendered, cached):
+        alone = single.generate([prompt], dataclasses.replace(GREEDY, n=1), [])[0][0]
+        assert all((o.text, o.n_tokens) == (alone.text, alone.n_tokens) for o in outs)
+    assert len({outs[0].text for outs in cached}) > 1

@@ -75,15 +75,25 @@ class Generator(Protocol):
 
 
 class TransformersGenerator:
-    """CPU/GPU generation with transformers: batched, left-padded, sorted by length.
+    """CPU/GPU generation with transformers: batched, with a shared prompt prefix
+    computed once per batch.
 
-    Sorting by prompt length keeps padding (wasted compute) low within a batch; the
-    outputs are returned in the caller's order.
+    Prompts of one study share a long prefix (system prompt, demonstrations; ~80% of the
+    demo's prompt tokens), and on CPU the prefill of that prefix is a third or more of
+    the generation time. So jobs are sorted by their token ids, which puts prompts with
+    a common prefix into the same batch; the batch's longest common token prefix is run
+    once and its KV cache repeated over the batch; the remaining suffixes are padded *in
+    the middle* (prefix, pads, suffix), which the attention mask and the position ids
+    derived from it handle. Outputs are returned in the caller's order.
+    ``prefix_cache=False`` is the plain path: sorted by length, left-padded.
     """
+
+    # A shorter shared prefix is not worth a separate forward pass.
+    MIN_PREFIX_TOKENS = 16
 
     def __init__(self, model_path: str, revision: str | None = None, batch_size: int = 16,
                  dtype: str = "float32", device: str | None = None,
-                 quantization: str | None = None):
+                 quantization: str | None = None, prefix_cache: bool = True):
         import torch
         from transformers import AutoModelForCausalLM, AutoTokenizer
 
@@ -107,6 +117,7 @@ class TransformersGenerator:
         elif quantization is not None:
             raise ValueError(f"unknown quantization {quantization!r}")
         self.batch_size = batch_size
+        self.prefix_cache = prefix_cache
 
     def render(self, messages: list[dict], category: str, prompt: PromptSpec) -> str:
         if prompt.style == "fewshot":
@@ -116,19 +127,49 @@ class TransformersGenerator:
                                      prompt.instructions, prompt.demonstrations)
         return self.tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
 
+    def _batch_inputs(self, rows: list[list[int]]) -> dict[str, Any]:
+        """Tensors for one batch: a shared prefix as a repeated KV cache plus
+        middle-padded suffixes, or plain left padding when the prefix is short."""
+        torch = self.torch
+        pad = self.tok.pad_token_id
+        shared = common_prefix_len(rows) if self.prefix_cache else 0
+        # At least one token per row stays uncached: generate() needs it to start.
+        shared = min(shared, min(len(r) for r in rows) - 1)
+        width = max(len(r) for r in rows) - (shared if shared >= self.MIN_PREFIX_TOKENS else 0)
+        if shared < self.MIN_PREFIX_TOKENS:
+            ids = [[pad] * (width - len(r)) + r for r in rows]
+            mask = [[0] * (width - len(r)) + [1] * len(r) for r in rows]
+            inputs: dict[str, Any] = {}
+        else:
+            prefix = rows[0][:shared]
+            with torch.inference_mode():
+                cache = self.model(torch.tensor([prefix], device=self.device),
+                                   use_cache=True).past_key_values
+            cache.batch_repeat_interleave(len(rows))
+            suffixes = [r[shared:] for r in rows]
+            ids = [prefix + [pad] * (width - len(s)) + s for s in suffixes]
+            mask = [[1] * shared + [0] * (width - len(s)) + [1] * len(s) for s in suffixes]
+            inputs = {"past_key_values": cache}
+        inputs["input_ids"] = torch.tensor(ids, device=self.device)
+        inputs["attention_mask"] = torch.tensor(mask, device=self.device)
+        return inputs
+
     def generate(self, rendered: list[str], sampling: SamplingSpec,
                  stop: list[str]) -> list[list[GenOutput]]:
         torch = self.torch
+        token_ids = [self.tok(r, add_special_tokens=False).input_ids for r in rendered]
         jobs = [(i, s) for i in range(len(rendered)) for s in range(sampling.n)]
-        lengths = [len(self.tok(rendered[i], add_special_tokens=False).input_ids) for i, _ in jobs]
-        order = sorted(range(len(jobs)), key=lambda j: lengths[j])
+        if self.prefix_cache:
+            order = sorted(range(len(jobs)), key=lambda j: token_ids[jobs[j][0]])
+        else:  # by length: the least padding
+            order = sorted(range(len(jobs)), key=lambda j: len(token_ids[jobs[j][0]]))
         results: list[list[GenOutput | None]] = [[None] * sampling.n for _ in rendered]
         t0, done_tokens = time.monotonic(), 0
         eos_ids = {t for t in [self.tok.eos_token_id, self.tok.pad_token_id] if t is not None}
         for b, start in enumerate(range(0, len(order), self.batch_size)):
             batch = [jobs[j] for j in order[start:start + self.batch_size]]
-            enc = self.tok([rendered[i] for i, _ in batch], return_tensors="pt", padding=True,
-                           add_special_tokens=False).to(self.device)
+            inputs = self._batch_inputs([token_ids[i] for i, _ in batch])
+            prompt_width = inputs["input_ids"].shape[1]
             torch.manual_seed(sampling.seed * 100003 + b)
             kwargs: dict[str, Any] = dict(
                 max_new_tokens=sampling.max_new_tokens,
@@ -143,8 +184,8 @@ class TransformersGenerator:
             else:
                 kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
             with torch.inference_mode():
-                out = self.model.generate(**enc, **kwargs)
-            new = out[:, enc.input_ids.shape[1]:].tolist()
+                out = self.model.generate(**inputs, **kwargs)
+            new = out[:, prompt_width:].tolist()
             for (i, s), ids in zip(batch, new):
                 n = len(ids)
                 for k, t in enumerate(ids):
@@ -161,6 +202,17 @@ class TransformersGenerator:
                      min(start + self.batch_size, len(order)), len(order), done_tokens,
                      done_tokens / max(elapsed, 1e-9))
         return [[o for o in row if o is not None] for row in results]
+
+
+def common_prefix_len(rows: list[list[int]]) -> int:
+    """Length of the longest token prefix that every row shares."""
+    first, n = rows[0], min(len(r) for r in rows)
+    for r in rows[1:]:
+        k = 0
+        while k < n and r[k] == first[k]:
+            k += 1
+        n = k
+    return n
 
 
 def _cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
