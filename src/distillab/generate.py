@@ -156,6 +156,10 @@ class TransformersGenerator:
 
     def generate(self, rendered: list[str], sampling: SamplingSpec,
                  stop: list[str]) -> list[list[GenOutput]]:
+        from transformers import LogitsProcessorList, StoppingCriteriaList
+
+        from distillab.decoding import SamplingWarper, StopOnText
+
         torch = self.torch
         token_ids = [self.tok(r, add_special_tokens=False).input_ids for r in rendered]
         jobs = [(i, s) for i in range(len(rendered)) for s in range(sampling.n)]
@@ -174,15 +178,18 @@ class TransformersGenerator:
             kwargs: dict[str, Any] = dict(
                 max_new_tokens=sampling.max_new_tokens,
                 pad_token_id=self.tok.pad_token_id,
-                stop_strings=stop or None,
-                tokenizer=self.tok,
+                # transformers' own top-p and stop strings scan the whole vocabulary;
+                # these do the same cheaply (distillab.decoding).
+                stopping_criteria=StoppingCriteriaList(
+                    [StopOnText(self.tok, stop, prompt_width)] if stop else []),
+                temperature=None, top_p=None, top_k=None, min_p=None,
             )
             if sampling.temperature > 0:
-                kwargs.update(do_sample=True, temperature=sampling.temperature,
-                              top_p=sampling.top_p, top_k=sampling.top_k or None,
-                              min_p=sampling.min_p or None)
+                kwargs.update(do_sample=True, logits_processor=LogitsProcessorList([
+                    SamplingWarper(sampling.temperature, sampling.top_k, sampling.top_p,
+                                   sampling.min_p)]))
             else:
-                kwargs.update(do_sample=False, temperature=None, top_p=None, top_k=None)
+                kwargs.update(do_sample=False)
             with torch.inference_mode():
                 out = self.model.generate(**inputs, **kwargs)
             new = out[:, prompt_width:].tolist()
