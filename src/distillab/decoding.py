@@ -51,15 +51,13 @@ class SamplingWarper(LogitsProcessor):
         before = probs.cumsum(dim=-1) - probs  # mass of the more likely tokens
         # Token j is kept while the tokens before it hold less than top_p.
         keep = (before < self.top_p).sum(dim=-1)
+        edges = values.gather(-1, (keep - 1).unsqueeze(-1))
         wide = keep == k  # the nucleus may reach past the candidates: sort those rows
         if wide.any():
             full = torch.sort(scores[wide], dim=-1, descending=True).values
             fprobs = full.softmax(dim=-1)
             fkeep = ((fprobs.cumsum(dim=-1) - fprobs) < self.top_p).sum(dim=-1)
-            edge = full.gather(-1, (fkeep - 1).unsqueeze(-1))
-        edges = values.gather(-1, (keep.clamp(max=k) - 1).unsqueeze(-1))
-        if wide.any():
-            edges[wide] = edge
+            edges[wide] = full.gather(-1, (fkeep - 1).unsqueeze(-1))
         return scores.masked_fill(scores < edges, float("-inf"))
 
 
