@@ -1,8 +1,9 @@
 rule generate:
     # Round r answers the shard's queries that no earlier round accepted (DESIGN.md §1).
+    # Finished requests are flushed to <output>.partial/, so a killed job resumes.
     input:
         shard=f"{R}/queries/shards/{{shard}}.parquet",
-        model=lambda w: S.teacher_model_dir(w.teacher),
+        model=lambda w: S.teacher_generate_inputs(w.teacher),
         earlier=lambda w: S.earlier_verified(w.teacher, w.round, w.shard),
     output:
         responses=f"{R}/generate/{{teacher}}/r{{round}}/{{shard}}.parquet",
@@ -17,11 +18,15 @@ rule generate:
         runtime=240,
         gpu=lambda w: S.teacher_gpus(w.teacher),
     params:
-        teacher=lambda w: config["teachers"][w.teacher],
+        teacher=lambda w: S.teacher_params(w.teacher),
         prompts=config.get("prompts", {}),
+        flush={
+            "every": config["generation"]["flush_every"],
+            "interval_s": config["generation"]["flush_interval_s"],
+        },
         prompt_style=lambda w: S.prompt_style(config["teachers"][w.teacher]["model"]),
         seed=config["seed"],
-        code=code_version("distillab.generate", "distillab.prompts", "distillab.parse"),
+        code=lambda w: S.generate_code_version(w.teacher),
     script:
         "../scripts/generate.py"
 

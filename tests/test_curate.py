@@ -239,3 +239,24 @@ def test_sft_rows_multi_turn_keeps_conversation(three_teachers):
     assert [m["role"] for m in msgs] == ["system", "user", "assistant", "user", "assistant"]
     assert msgs[1]["content"] == "Hi"
     assert msgs[3]["content"].endswith(prompts.MATH_INSTRUCTION)
+
+
+# --- round_stats -----------------------------------------------------------------------------
+
+def test_round_stats_counts_attempts_per_round():
+    from distillab.curate import round_stats
+
+    verified = [
+        vrow("a", 1, 0, True), vrow("a", 1, 1, False),   # accepted in round 1
+        vrow("b", 1, 0, False), vrow("b", 1, 1, False),
+        vrow("c", 1, 0, False), vrow("c", 1, 1, False),
+        vrow("b", 2, 0, False), vrow("b", 2, 1, True),   # accepted in round 2
+        vrow("c", 2, 0, False), vrow("c", 2, 1, False),
+        vrow("c", 3, 0, False), vrow("c", 3, 1, False),  # never accepted
+    ]
+    stats = round_stats(4, verified)  # query d was never asked (e.g. unverified)
+    assert [(s["round"], s["queries_asked"], s["responses"], s["accepted"],
+             s["accepted_cumulative"]) for s in stats] == [
+        (1, 3, 6, 1, 1), (2, 2, 4, 1, 2), (3, 1, 2, 0, 2)]
+    assert stats[0]["tokens_generated"] == 60 and stats[-1]["accepted_share_cumulative"] == 0.5
+    assert round_stats(0, []) == []

@@ -12,8 +12,9 @@ import yaml
 
 from distillab import prompts, schemas
 from distillab.config import validate_config
-from distillab.generate import (GenOutput, PromptSpec, SamplingSpec, TeacherSpec, _cut_at_stop,
-                                generate_responses, make_generator, pending_queries)
+from distillab.generate import (GenOutput, GenRequest, PromptSpec, SamplingSpec, TeacherSpec,
+                                _cut_at_stop, build_request, generate_all, generate_responses,
+                                make_generator, pending_queries)
 from distillab.io import table_from_rows
 
 REPO = Path(__file__).resolve().parents[1]
@@ -138,8 +139,8 @@ def test_min_p_accepted_by_schema_is_usable(demo_cfg):
 
 
 def test_make_generator_unknown_backend():
-    with pytest.raises(ValueError, match="backend 'vllm' is not available"):
-        make_generator("vllm", "/nowhere", None, {})
+    with pytest.raises(ValueError, match="unknown generation backend 'nope'"):
+        make_generator("nope", "/nowhere", None, {})
 
 
 # --- generate_responses with a fake generator --------------------------------------------------
@@ -150,14 +151,14 @@ class EchoGenerator:
     def __init__(self):
         self.calls = []
 
-    def render(self, messages, category, prompt):
-        return f"[{prompt.style}] {category}: {messages[-1]['content']}"
+    def generate(self, requests, sampling, stop):
+        self.calls.append((list(requests), sampling, stop))
+        for i, _ in enumerate(requests):
+            yield i, [GenOutput(f"<think>\nr{i}s{s}\n</think>\n<answer>\n{i}\n</answer>", 5 + s,
+                                "stop" if s == 0 else "length") for s in range(sampling.n)]
 
-    def generate(self, rendered, sampling, stop):
-        self.calls.append((rendered, sampling, stop))
-        return [[GenOutput(f"<think>\nr{i}s{s}\n</think>\n<answer>\n{i}\n</answer>", 5 + s,
-                           "stop" if s == 0 else "length") for s in range(sampling.n)]
-                for i, _ in enumerate(rendered)]
+    def describe(self):
+        return {"backend": "echo"}
 
 
 def test_generate_responses_rows(demo_cfg):
@@ -166,8 +167,12 @@ def test_generate_responses_rows(demo_cfg):
     teacher = TeacherSpec.from_config("smollm2-135m", cfg, demo_cfg["prompts"], "chat")
     gen = EchoGenerator()
     rows = generate_responses([_q("a"), _q("b")], teacher, gen, round_=3, seed=1234)
-    rendered, sampling, stop = gen.calls[0]
-    assert rendered == ["[chat] math: a", "[chat] math: b"]
+    requests, sampling, stop = gen.calls[0]
+    assert [r.key for r in requests] == ["a", "b"]
+    assert [r.messages[-1]["content"] for r in requests] == [
+        "a\n\n" + prompts.MATH_INSTRUCTION, "b\n\n" + prompts.MATH_INSTRUCTION]
+    assert requests[0].messages[0] == {"role": "system", "content": prompts.PAPER_SYSTEM_PROMPT}
+    assert requests[0].seed != requests[1].seed  # per query, stable across restarts
     assert sampling.seed == 1234 and sampling.n == 2  # the stage's seed replaces the config's
     assert stop == ["</answer>"]
     assert [(r["query_id"], r["sample"]) for r in rows] == [("a", 0), ("a", 1), ("b", 0), ("b", 1)]
@@ -215,24 +220,31 @@ PROMPTS = [  # caller order is not length order
 ]
 
 
+def _run(gen, texts, sampling, stop):
+    """Plain-text prompts through the backend, outputs in the caller's order."""
+    return generate_all(gen, [GenRequest(str(i), text=t) for i, t in enumerate(texts)],
+                        sampling, stop)
+
+
 def test_render_chat_and_fewshot(tiny_model):
     gen = _gen(tiny_model)
     msgs = [{"role": "user", "content": "What is 3 plus 4?"}]
-    chat = gen.render(msgs, "math", PromptSpec(demonstrations=1))
+    chat = gen.render(build_request("q", msgs, "math", PromptSpec(demonstrations=1)))
     assert chat.startswith("<|im_start|>system\n" + prompts.PAPER_SYSTEM_PROMPT + "<|im_end|>")
     assert chat.endswith("<|im_start|>assistant\n")
     assert chat.count("<|im_start|>user") == 2  # one demonstration + the query
     assert "What is 3 plus 4?\n\n" + prompts.MATH_INSTRUCTION in chat
-    few = gen.render(msgs, "math", PromptSpec(style="fewshot", demonstrations=2))
+    few = gen.render(build_request("q", msgs, "math",
+                                   PromptSpec(style="fewshot", demonstrations=2)))
     assert few.endswith("Answer:") and "<|im_start|>" not in few
 
 
 def test_batched_generation_keeps_caller_order(tiny_model):
-    batched = _gen(tiny_model, batch_size=2).generate(PROMPTS, GREEDY, [])
+    batched = _run(_gen(tiny_model, batch_size=2), PROMPTS, GREEDY, [])
     assert [len(outs) for outs in batched] == [2, 2, 2]
     single = _gen(tiny_model, batch_size=1)
     for prompt, outs in zip(PROMPTS, batched):
-        alone = single.generate([prompt], dataclasses.replace(GREEDY, n=1), [])[0][0]
+        alone = _run(single, [prompt], dataclasses.replace(GREEDY, n=1), [])[0][0]
         for o in outs:
             assert (o.text, o.n_tokens) == (alone.text, alone.n_tokens)
     # different prompts give different continuations, so the order check above has teeth
@@ -240,7 +252,7 @@ def test_batched_generation_keeps_caller_order(tiny_model):
 
 
 def test_length_finish_when_max_new_tokens_hit(tiny_model):
-    outs = _gen(tiny_model, batch_size=4).generate(PROMPTS, GREEDY, ["</answer>"])
+    outs = _run(_gen(tiny_model, batch_size=4), PROMPTS, GREEDY, ["</answer>"])
     for row in outs:
         for o in row:
             assert o.finish_reason == "length"
@@ -251,10 +263,10 @@ def test_length_finish_when_max_new_tokens_hit(tiny_model):
 def test_same_seed_same_output(tiny_model):
     gen = _gen(tiny_model, batch_size=4)
     hot = SamplingSpec(temperature=2.0, top_p=1.0, max_new_tokens=8, seed=11, n=3)
-    first = gen.generate(PROMPTS, hot, [])
-    second = gen.generate(PROMPTS, hot, [])
+    first = _run(gen, PROMPTS, hot, [])
+    second = _run(gen, PROMPTS, hot, [])
     assert [[o.text for o in r] for r in first] == [[o.text for o in r] for r in second]
-    other = gen.generate(PROMPTS, dataclasses.replace(hot, seed=12), [])
+    other = _run(gen, PROMPTS, dataclasses.replace(hot, seed=12), [])
     assert [[o.text for o in r] for r in other] != [[o.text for o in r] for r in first]
     # sampled, not greedy: the n samples of one prompt differ
     assert len({o.text for o in first[0]}) > 1
@@ -263,7 +275,7 @@ def test_same_seed_same_output(tiny_model):
 def test_eos_gives_stop_and_no_tokens(tiny_model):
     gen = _gen(tiny_model, batch_size=4)
     _force_token(gen, gen.tok.eos_token_id)
-    outs = gen.generate(PROMPTS, GREEDY, ["</answer>"])
+    outs = _run(gen, PROMPTS, GREEDY, ["</answer>"])
     for row in outs:
         for o in row:
             assert (o.text, o.n_tokens, o.finish_reason) == ("", 0, "stop")
@@ -275,12 +287,12 @@ def test_stop_string_cuts_and_gives_stop(tiny_model):
     assert gen.tok.decode([q]) == "Q"
     _force_token(gen, q)
     sampling = SamplingSpec(temperature=0.0, max_new_tokens=10, n=1)
-    stopped = gen.generate(PROMPTS[:2], sampling, ["QQQ"])
+    stopped = _run(gen, PROMPTS[:2], sampling, ["QQQ"])
     for [o] in stopped:
         assert o.finish_reason == "stop"
         assert o.text == ""  # a stop other than </answer> is dropped
         assert o.n_tokens == 3
-    running = gen.generate(PROMPTS[:2], sampling, ["</answer>"])
+    running = _run(gen, PROMPTS[:2], sampling, ["</answer>"])
     for [o] in running:
         assert (o.text, o.n_tokens, o.finish_reason) == ("Q" * 10, 10, "length")
 
@@ -304,7 +316,7 @@ def test_generate_responses_with_transformers(tiny_model, demo_cfg):
 
 def test_int8_dynamic_quantization_runs_on_cpu(tiny_model):
     gen = _gen(tiny_model, batch_size=2, quantization="int8_dynamic")
-    outs = gen.generate(PROMPTS[:2], dataclasses.replace(GREEDY, n=1), [])
+    outs = _run(gen, PROMPTS[:2], dataclasses.replace(GREEDY, n=1), [])
     assert all(o.n_tokens == GREEDY.max_new_tokens for [o] in outs)
 
 
@@ -333,19 +345,146 @@ def test_shared_prefix_cache_matches_plain_batching(tiny_model):
     spec = PromptSpec(demonstrations=1)
     questions = ["What is 3 plus 4?", "Tom has 5 apples and buys 3 more. How many apples?",
                  "3 plus 4", "What is 4 plus 3, think step by step?"]
-    rendered = [gen.render([{"role": "user", "content": q}], "math", spec) for q in questions]
+    rendered = [gen.render(build_request(q, [{"role": "user", "content": q}], "math", spec)) for q in questions]
     rows = [gen.tok(r, add_special_tokens=False).input_ids for r in rendered]
     inputs = gen._batch_inputs(rows[:3])
     assert "past_key_values" in inputs  # the shared-prefix path is the one under test
     mask = inputs["attention_mask"].tolist()
     assert any(m[0] == 1 and m[-1] == 1 and 0 in m for m in mask)  # padded in the middle
 
-    cached = gen.generate(rendered, GREEDY, [])
+    cached = _run(gen, rendered, GREEDY, [])
     plain = _gen(tiny_model, batch_size=3, prefix_cache=False)
     assert "past_key_values" not in plain._batch_inputs(rows[:3])
-    assert cached == plain.generate(rendered, GREEDY, [])
+    assert cached == _run(plain, rendered, GREEDY, [])
     single = _gen(tiny_model, batch_size=1)
     for prompt, outs in zip(rendered, cached):
-        alone = single.generate([prompt], dataclasses.replace(GREEDY, n=1), [])[0][0]
+        alone = _run(single, [prompt], dataclasses.replace(GREEDY, n=1), [])[0][0]
         assert all((o.text, o.n_tokens) == (alone.text, alone.n_tokens) for o in outs)
     assert len({outs[0].text for outs in cached}) > 1
+
+
+# --- resume after a killed job: PartialResponses and generate_shard ------------------------------
+
+class CrashingGenerator(EchoGenerator):
+    """Echo backend that dies after ``crash_after`` finished queries (a preempted job)."""
+
+    def __init__(self, crash_after: int | None = None):
+        super().__init__()
+        self.crash_after = crash_after
+        self.asked: list[str] = []
+
+    def generate(self, requests, sampling, stop):
+        for k, (i, outs) in enumerate(super().generate(requests, sampling, stop)):
+            if self.crash_after is not None and k == self.crash_after:
+                raise KeyboardInterrupt("preempted")
+            self.asked.append(requests[i].key)
+            yield i, outs
+
+
+def _teacher(demo_cfg, n=2):
+    cfg = copy.deepcopy(demo_cfg["teachers"]["smollm2-135m"])
+    cfg["sampling"]["n"] = n
+    return TeacherSpec.from_config("t", cfg, demo_cfg["prompts"], "chat")
+
+
+def test_generate_shard_resumes_without_regenerating(demo_cfg, tmp_path):
+    from distillab.generate import FlushPolicy, generate_shard
+
+    teacher = _teacher(demo_cfg)
+    queries = [_q(f"q{i}") for i in range(7)]
+    out = tmp_path / "r1" / "000.parquet"
+    first = CrashingGenerator(crash_after=5)
+    with pytest.raises(KeyboardInterrupt):
+        generate_shard(queries, teacher, 1, 9, out, lambda: first, FlushPolicy(every=2))
+    # flushed every 2 queries: 4 of the 5 finished survive the crash, the 5th was in memory
+    parts = sorted((tmp_path / "r1" / "000.parquet.partial").glob("part-*.parquet"))
+    assert len(parts) == 2
+    second = CrashingGenerator()
+    rows, counts = generate_shard(queries, teacher, 1, 9, out, lambda: second, FlushPolicy(every=2))
+    assert second.asked == ["q4", "q5", "q6"]  # the finished ones were not asked again
+    assert counts["queries_resumed"] == 4 and counts["queries_generated"] == 3
+    assert [(r["query_id"], r["sample"]) for r in rows] == [
+        (f"q{i}", s) for i in range(7) for s in range(2)]  # one row each, in query order
+
+
+def test_generate_shard_nothing_left_never_opens_the_model(demo_cfg, tmp_path):
+    from distillab.generate import generate_shard
+
+    teacher = _teacher(demo_cfg, n=1)
+    queries = [_q("a"), _q("b")]
+    out = tmp_path / "000.parquet"
+    generate_shard(queries, teacher, 1, 3, out, CrashingGenerator)
+    # the job died after its last flush, before writing the output: the rerun loads nothing
+
+    def no_model():
+        raise AssertionError("model loaded although every query was done")
+
+    rows, counts = generate_shard(queries, teacher, 1, 3, out, no_model)
+    assert counts["queries_resumed"] == 2 and len(rows) == 2
+
+
+def test_partial_parts_of_other_settings_are_discarded(demo_cfg, tmp_path):
+    from distillab.generate import generate_shard
+
+    queries = [_q("a"), _q("b")]
+    out = tmp_path / "000.parquet"
+    generate_shard(queries, _teacher(demo_cfg, n=1), 1, 3, out, CrashingGenerator)
+    hotter = copy.deepcopy(demo_cfg["teachers"]["smollm2-135m"])
+    hotter["sampling"]["temperature"] = 1.1
+    teacher = TeacherSpec.from_config("t", hotter, demo_cfg["prompts"], "chat")
+    gen = CrashingGenerator()
+    rows, counts = generate_shard(queries, teacher, 1, 3, out, lambda: gen)
+    assert gen.asked == ["a", "b"] and counts["queries_resumed"] == 0
+    assert {r["gen_params_hash"] for r in rows} == {teacher.params_hash()}
+
+
+def test_finished_queries_no_longer_pending_are_ignored(demo_cfg, tmp_path):
+    from distillab.generate import generate_shard
+
+    teacher = _teacher(demo_cfg, n=1)
+    out = tmp_path / "000.parquet"
+    generate_shard([_q("a"), _q("b")], teacher, 2, 3, out, CrashingGenerator)
+    rows, counts = generate_shard([_q("b")], teacher, 2, 3, out, CrashingGenerator)
+    assert [r["query_id"] for r in rows] == ["b"] and counts["queries_resumed"] == 1
+
+
+def test_reasoning_returned_apart_is_put_back_in_think():
+    """Hosted R1 returns reasoning_content beside the content: one record format."""
+    from distillab.generate import response_rows
+
+    out = GenOutput("The answer is \\boxed{4}.", 12, "stop", reasoning="2 + 2 = 4")
+    [row] = response_rows(_q("a"), [out], "r1", 1, "h")
+    assert row["think"] == "2 + 2 = 4" and row["answer"] == "The answer is \\boxed{4}."
+    assert row["text"].startswith("<think>\n2 + 2 = 4\n</think>")
+
+
+def test_stop_string_stripped_by_endpoint_still_gives_an_answer():
+    from distillab.generate import response_rows
+
+    stopped = GenOutput("<think>x</think><answer>42", 5, "stop")
+    cut = GenOutput("<think>x</think><answer>42", 5, "length")
+    rows = response_rows(_q("a"), [stopped, cut], "t", 1, "h")
+    assert [r["answer"] for r in rows] == ["42", None]
+
+
+def test_gen_request_needs_exactly_one_prompt_form():
+    with pytest.raises(ValueError, match="exactly one of messages and text"):
+        GenRequest("k")
+    with pytest.raises(ValueError, match="exactly one"):
+        GenRequest("k", messages=[], text="x")
+
+
+def test_operational_knobs_do_not_change_the_params_hash(demo_cfg):
+    from distillab.generate import semantic_options
+
+    cfg = {"model": "m", "backend": "openai", "sampling": {"temperature": 0.6, "top_p": 0.9,
+                                                           "max_new_tokens": 8},
+           "openai": {"base_url": "http://a:8000/v1", "model": "served", "concurrency": 4}}
+    moved = copy.deepcopy(cfg)
+    moved["openai"].update(base_url="http://b:9000/v1", concurrency=64)
+    spec = lambda c: TeacherSpec.from_config("t", c, demo_cfg["prompts"], "chat")  # noqa: E731
+    assert spec(cfg).params_hash() == spec(moved).params_hash()
+    assert semantic_options(cfg) == semantic_options(moved)
+    other = copy.deepcopy(cfg)
+    other["openai"]["model"] = "another-model"
+    assert spec(other).params_hash() != spec(cfg).params_hash()

@@ -51,6 +51,21 @@ def summary() -> dict:
                                                  "entropy_bits": 1.0}}})
 
 
+def test_retry_rounds_table():
+    rounds = {"tA": [{"round": 1, "queries_asked": 4, "responses": 8, "tokens_generated": 900,
+                      "accepted": 2, "accepted_cumulative": 2, "accepted_share_cumulative": 0.5},
+                     {"round": 2, "queries_asked": 2, "responses": 4, "tokens_generated": 500,
+                      "accepted": 1, "accepted_cumulative": 3,
+                      "accepted_share_cumulative": 0.75}]}
+    s = build_summary("demo", [], {}, VERIFICATION, CURATION, {}, rounds)
+    assert s["rounds"] == rounds
+    assert table(render_markdown(s, []), "Retry rounds") == [
+        ["teacher", "round", "queries asked", "responses", "tokens generated",
+         "accepted in round", "accepted so far"],
+        ["tA", "1", "4", "8", "900", "2", "2 (50%)"],
+        ["tA", "2", "2", "4", "500", "1", "3 (75%)"]]
+
+
 def table(md: str, heading: str) -> list[list[str]]:
     """The rows of the markdown table under ``heading`` as lists of cells."""
     lines = md.splitlines()

@@ -7,7 +7,7 @@ import json
 
 import pytest
 
-from distillab.generate import GenOutput, PromptSpec, SamplingSpec, TransformersGenerator
+from distillab.generate import GenOutput, SamplingSpec, TransformersGenerator
 from distillab.verify import VerifySettings, verify_responses
 from distillab.verify_judge import (
     JUDGE_PROMPTS,
@@ -60,14 +60,15 @@ class ScriptedGenerator:
         self.replies = list(replies)
         self.prompts: list[str] = []
 
-    def render(self, messages: list[dict], category: str, prompt: PromptSpec) -> str:
-        assert prompt.demonstrations == 0 and prompt.instructions == {}
-        return prompt.system_prompt + "\n" + messages[-1]["content"]
+    def generate(self, requests, sampling: SamplingSpec, stop: list[str]):
+        for i, request in enumerate(requests):
+            system, user = request.messages  # no demonstrations, no instruction suffix
+            assert system["role"] == "system" and user["role"] == "user"
+            self.prompts.append(system["content"] + "\n" + user["content"])
+            yield i, [GenOutput(self.replies.pop(0), 3, "stop")]
 
-    def generate(self, rendered: list[str], sampling: SamplingSpec,
-                 stop: list[str]) -> list[list[GenOutput]]:
-        self.prompts.extend(rendered)
-        return [[GenOutput(self.replies.pop(0), 3, "stop")] for _ in rendered]
+    def describe(self) -> dict:
+        return {"backend": "scripted"}
 
 
 def _query(qid: str, category: str, answer: str, choices: list | None = None) -> dict:

@@ -74,10 +74,25 @@ def test_all_verified_covers_every_round_and_shard(demo):
     demo["generation"]["max_rounds"] = 2
     demo["queries"]["n_shards"] = 2
     s = Study(demo)
-    assert s.all_verified("t") == [
-        "results/demo/verify/t/r1/000.parquet", "results/demo/verify/t/r1/001.parquet",
-        "results/demo/verify/t/r2/000.parquet", "results/demo/verify/t/r2/001.parquet",
+    t = "smollm2-135m"
+    assert s.all_verified(t) == [
+        f"results/demo/verify/{t}/r1/000.parquet", f"results/demo/verify/{t}/r1/001.parquet",
+        f"results/demo/verify/{t}/r2/000.parquet", f"results/demo/verify/{t}/r2/001.parquet",
     ]
+    demo["teachers"][t]["max_rounds"] = 1  # a teacher's own number of rounds
+    assert Study(demo).all_verified(t) == [f"results/demo/verify/{t}/r1/000.parquet",
+                                           f"results/demo/verify/{t}/r1/001.parquet"]
+    assert Study(demo).teacher_rounds("qwen-coder-0.5b") == [1, 2]
+
+
+def test_generate_inputs_and_params(demo):
+    demo["teachers"]["api"] = {**demo["teachers"]["smollm2-135m"], "backend": "openai",
+                               "openai": {"base_url": "http://x/v1", "concurrency": 8}}
+    s = Study(demo)
+    assert s.teacher_generate_inputs("api") == []  # an endpoint: no local model to prepare
+    assert s.teacher_generate_inputs("smollm2-135m") == ["results/demo/models/smollm2-135m-instruct"]
+    assert s.teacher_params("api")["openai"] == {}  # address and concurrency are not tracked
+    assert s.generate_code_version("api") != s.generate_code_version("smollm2-135m")
 
 
 def test_model_dirs_and_prompt_style(demo):

@@ -81,6 +81,25 @@ def _check_references(config: dict) -> None:
                 raise ConfigError(
                     f"config key {kind}.{name}.model: {spec['model']!r} is not defined under models"
                 )
+    sources = {s["name"]: s for s in config["queries"]["sources"]}
+    for name, spec in config["teachers"].items():
+        replay = spec.get("replay")
+        if spec.get("backend") == "replay":
+            where = f"config key teachers.{name}"
+            source = sources.get(replay["source"])
+            if source is None or source.get("format") != "am_release":
+                raise ConfigError(f"{where}.replay.source: {replay['source']!r} is not an "
+                                  "am_release query source")
+            if spec["sampling"]["n"] != 1:
+                raise ConfigError(f"{where}.sampling.n: a replay teacher has one response per "
+                                  "query, so n must be 1")
+            if spec.get("max_rounds", config["generation"]["max_rounds"]) != 1:
+                raise ConfigError(f"{where}.max_rounds: a replay teacher has one response per "
+                                  "query, so it has one round (set max_rounds: 1)")
+        for backend in ("vllm", "openai", "replay"):
+            if backend in spec and spec.get("backend") != backend:
+                raise ConfigError(f"config key teachers.{name}.{backend}: set, but the "
+                                  f"teacher's backend is {spec.get('backend')!r}")
     tok = config["curation"]["tokenizer_model"]
     if tok not in models:
         raise ConfigError(f"config key curation.tokenizer_model: {tok!r} is not defined under models")

@@ -61,6 +61,29 @@ def verification_stats(queries: list[dict], verified: list[dict]) -> dict:
     return out
 
 
+def round_stats(n_queries: int, verified: list[dict]) -> list[dict]:
+    """Per retry round: queries asked, responses, tokens generated, queries accepted in the
+    round and the share accepted so far. How many rounds a teacher needs is itself a
+    measure of the teacher (a query is asked again only while no response passed)."""
+    first_pass = {r["query_id"]: r["round"] for r in select_accepted(verified)}
+    rounds = sorted({r["round"] for r in verified})
+    out, cumulative = [], 0
+    for rnd in rounds:
+        rows = [r for r in verified if r["round"] == rnd]
+        accepted = sum(1 for q in first_pass.values() if q == rnd)
+        cumulative += accepted
+        out.append({
+            "round": rnd,
+            "queries_asked": len({r["query_id"] for r in rows}),
+            "responses": len(rows),
+            "tokens_generated": sum(r["n_tokens"] or 0 for r in rows),
+            "accepted": accepted,
+            "accepted_cumulative": cumulative,
+            "accepted_share_cumulative": cumulative / n_queries if n_queries else None,
+        })
+    return out
+
+
 def structure_problem(row: dict) -> str | None:
     """Why a response fails the structural checks, or None when it passes."""
     if not (row.get("think") or "").strip():
@@ -124,10 +147,12 @@ def accepted_from_snakemake(smk: Any, prov: Any) -> None:
     accepted = select_accepted(verified)
     stats = verification_stats(queries, verified)
     write_table(smk.output.accepted, accepted, schemas.VERIFIED)
-    write_json(smk.output.stats, {"teacher": smk.wildcards.teacher, "per_category": stats})
+    rounds = round_stats(len(queries), verified)
+    write_json(smk.output.stats, {"teacher": smk.wildcards.teacher, "per_category": stats,
+                                  "rounds": rounds})
     log.info("teacher %s: %d of %d queries accepted", smk.wildcards.teacher, len(accepted),
              len(queries))
-    prov.add(rows_in=len(verified), rows_out=len(accepted), queries=len(queries))
+    prov.add(rows_in=len(verified), rows_out=len(accepted), queries=len(queries), rounds=rounds)
 
 
 def curate_from_snakemake(smk: Any, prov: Any) -> None:

@@ -16,7 +16,8 @@ from dataclasses import asdict
 from typing import Any
 
 from distillab import prompts, schemas
-from distillab.generate import PromptSpec, SamplingSpec, make_generator
+from distillab.generate import (PromptSpec, SamplingSpec, build_request, generate_all,
+                                make_generator, response_rows)
 from distillab.io import iter_jsonl, write_json, write_table
 from distillab.verify import VerifySettings, verify_responses
 
@@ -100,18 +101,11 @@ def evaluate(model_path: str, revision: str | None, model_name: str, bench_name:
     k = bench["k"]
     sampling = SamplingSpec(**{**sampling_cfg, "n": k})
     generator = make_generator("transformers", model_path, revision, options)
-    rendered = [generator.render(p["messages"], p["category"], prompt) for p in problems]
-    outputs = generator.generate(rendered, sampling, prompt.stop_strings())
-    from distillab.parse import split_think_answer
-
-    responses = []
-    for p, outs in zip(problems, outputs):
-        for s, o in enumerate(outs):
-            think, answer = split_think_answer(o.text)
-            responses.append({"query_id": p["query_id"], "teacher": model_name, "round": 0,
-                              "sample": s, "text": o.text, "think": think, "answer": answer,
-                              "n_tokens": o.n_tokens, "finish_reason": o.finish_reason,
-                              "gen_params_hash": ""})
+    requests = [build_request(p["query_id"], p["messages"], p["category"], prompt)
+                for p in problems]
+    outputs = generate_all(generator, requests, sampling, prompt.stop_strings())
+    responses = [row for p, outs in zip(problems, outputs)
+                 for row in response_rows(p, outs, model_name, 0, "")]
     verdicts = verify_responses(responses, {p["query_id"]: p for p in problems},
                                 settings)
     samples = []

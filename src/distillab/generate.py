@@ -7,13 +7,17 @@ earlier round accepted (DESIGN.md §1: the retry loop is static, one file per ro
 from __future__ import annotations
 
 import logging
+import os
+import shutil
 import time
+from collections import Counter
 from dataclasses import asdict, dataclass, field
-from typing import Any, Protocol
+from pathlib import Path
+from typing import Any, Callable, Iterator, Protocol, Sequence
 
 from distillab import prompts, schemas
-from distillab.io import read_rows, stable_hash, write_table
-from distillab.parse import split_think_answer
+from distillab.io import read_json, read_rows, stable_hash, write_json, write_table
+from distillab.parse import THINK_CLOSE, THINK_OPEN, split_think_answer
 
 log = logging.getLogger(__name__)
 
@@ -58,20 +62,78 @@ class PromptSpec:
         return stops
 
 
+@dataclass(frozen=True)
+class GenRequest:
+    """One prompt to be answered ``sampling.n`` times.
+
+    Chat prompts carry the whole conversation (system prompt, demonstrations, user turns)
+    and each backend applies its model's chat template (or the endpoint does); plain-text
+    prompts (few-shot prompts for base models) carry ``text``. ``seed`` is per request
+    and stable across restarts, so a resumed job asks the same question the same way.
+    """
+
+    key: str
+    messages: list[dict] | None = None
+    text: str | None = None
+    seed: int | None = None
+
+    def __post_init__(self) -> None:
+        if (self.messages is None) == (self.text is None):
+            raise ValueError(f"request {self.key!r}: set exactly one of messages and text")
+
+
 @dataclass
 class GenOutput:
-    text: str
-    n_tokens: int
-    finish_reason: str  # stop | length
+    text: str  # generated text (the answer part when the backend returns reasoning apart)
+    n_tokens: int  # generated tokens, reasoning included
+    finish_reason: str  # stop | length | (replay) not_in_release
+    reasoning: str | None = None  # reasoning returned separately (reasoning_content)
+
+    def full_text(self) -> str:
+        """The response as one text in the study's format: reasoning that came back
+        separately is put back inside ``<think>`` so one parser serves every backend."""
+        if self.reasoning is None:
+            return self.text
+        return f"{THINK_OPEN}\n{self.reasoning.strip()}\n{THINK_CLOSE}\n{self.text.lstrip()}"
 
 
 class Generator(Protocol):
-    """A backend turns rendered prompts into completions (DESIGN.md §4)."""
+    """A backend turns requests into completions (DESIGN.md §4)."""
 
-    def render(self, messages: list[dict], category: str, prompt: PromptSpec) -> str: ...
+    def generate(self, requests: Sequence[GenRequest], sampling: SamplingSpec,
+                 stop: list[str]) -> Iterator[tuple[int, list[GenOutput]]]:
+        """Yield ``(index into requests, sampling.n outputs)`` as requests finish, in any
+        order; the caller flushes finished requests between yields."""
+        ...
 
-    def generate(self, rendered: list[str], sampling: SamplingSpec,
-                 stop: list[str]) -> list[list[GenOutput]]: ...
+    def describe(self) -> dict:
+        """Backend, engine version and options, for provenance (never a secret)."""
+        ...
+
+
+def build_request(key: str, messages: list[dict], category: str, prompt: PromptSpec,
+                  seed: int | None = None) -> GenRequest:
+    """The request for one query under a prompt spec (chat or few-shot)."""
+    if prompt.style == "fewshot":
+        return GenRequest(key, text=prompts.fewshot_text(
+            prompt.system_prompt, messages, category, prompt.instructions,
+            prompt.demonstrations), seed=seed)
+    return GenRequest(key, messages=prompts.chat_messages(
+        prompt.system_prompt, messages, category, prompt.instructions,
+        prompt.demonstrations), seed=seed)
+
+
+def generate_all(generator: Generator, requests: Sequence[GenRequest], sampling: SamplingSpec,
+                 stop: list[str]) -> list[list[GenOutput]]:
+    """Every request's outputs, in the caller's order (for callers that need them all)."""
+    results: list[list[GenOutput] | None] = [None] * len(requests)
+    for i, outs in generator.generate(requests, sampling, stop):
+        results[i] = outs
+    missing = [requests[i].key for i, r in enumerate(results) if r is None]
+    if missing:
+        raise RuntimeError(f"backend returned no output for {len(missing)} requests "
+                           f"(first: {missing[0]!r})")
+    return results  # type: ignore[return-value]
 
 
 class TransformersGenerator:
@@ -118,14 +180,20 @@ class TransformersGenerator:
             raise ValueError(f"unknown quantization {quantization!r}")
         self.batch_size = batch_size
         self.prefix_cache = prefix_cache
+        self.quantization = quantization
 
-    def render(self, messages: list[dict], category: str, prompt: PromptSpec) -> str:
-        if prompt.style == "fewshot":
-            return prompts.fewshot_text(prompt.system_prompt, messages, category,
-                                        prompt.instructions, prompt.demonstrations)
-        chat = prompts.chat_messages(prompt.system_prompt, messages, category,
-                                     prompt.instructions, prompt.demonstrations)
-        return self.tok.apply_chat_template(chat, tokenize=False, add_generation_prompt=True)
+    def render(self, request: GenRequest) -> str:
+        if request.text is not None:
+            return request.text
+        return self.tok.apply_chat_template(request.messages, tokenize=False,
+                                            add_generation_prompt=True)
+
+    def describe(self) -> dict:
+        import transformers
+
+        return {"backend": "transformers", "transformers": transformers.__version__,
+                "device": self.device, "batch_size": self.batch_size,
+                "prefix_cache": self.prefix_cache, "quantization": self.quantization}
 
     def _batch_inputs(self, rows: list[list[int]]) -> dict[str, Any]:
         """Tensors for one batch: a shared prefix as a repeated KV cache plus
@@ -154,20 +222,27 @@ class TransformersGenerator:
         inputs["attention_mask"] = torch.tensor(mask, device=self.device)
         return inputs
 
-    def generate(self, rendered: list[str], sampling: SamplingSpec,
-                 stop: list[str]) -> list[list[GenOutput]]:
+    def generate(self, requests: Sequence[GenRequest], sampling: SamplingSpec,
+                 stop: list[str]) -> Iterator[tuple[int, list[GenOutput]]]:
+        """Batched generation; yields each request once its ``n`` samples are done.
+
+        Seeds are per batch (``sampling.seed`` and the batch number): transformers samples
+        a batch from one generator, so per-request seeds would cost the batching.
+        """
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
         from distillab.decoding import SamplingWarper, StopOnText
 
         torch = self.torch
-        token_ids = [self.tok(r, add_special_tokens=False).input_ids for r in rendered]
-        jobs = [(i, s) for i in range(len(rendered)) for s in range(sampling.n)]
+        token_ids = [self.tok(self.render(r), add_special_tokens=False).input_ids
+                     for r in requests]
+        jobs = [(i, s) for i in range(len(requests)) for s in range(sampling.n)]
         if self.prefix_cache:
             order = sorted(range(len(jobs)), key=lambda j: token_ids[jobs[j][0]])
         else:  # by length: the least padding
             order = sorted(range(len(jobs)), key=lambda j: len(token_ids[jobs[j][0]]))
-        results: list[list[GenOutput | None]] = [[None] * sampling.n for _ in rendered]
+        results: list[list[GenOutput | None]] = [[None] * sampling.n for _ in requests]
+        remaining = [sampling.n] * len(requests)
         t0, done_tokens = time.monotonic(), 0
         eos_ids = {t for t in [self.tok.eos_token_id, self.tok.pad_token_id] if t is not None}
         for b, start in enumerate(range(0, len(order), self.batch_size)):
@@ -193,6 +268,7 @@ class TransformersGenerator:
             with torch.inference_mode():
                 out = self.model.generate(**inputs, **kwargs)
             new = out[:, prompt_width:].tolist()
+            finished = []
             for (i, s), ids in zip(batch, new):
                 n = len(ids)
                 for k, t in enumerate(ids):
@@ -204,11 +280,16 @@ class TransformersGenerator:
                 finish = "stop" if (stopped or n < len(ids) or n < sampling.max_new_tokens) else "length"
                 results[i][s] = GenOutput(text=text, n_tokens=n, finish_reason=finish)
                 done_tokens += n
+                remaining[i] -= 1
+                if remaining[i] == 0:
+                    finished.append(i)
             elapsed = time.monotonic() - t0
             log.info("generated %d/%d sequences, %d tokens, %.1f tok/s",
                      min(start + self.batch_size, len(order)), len(order), done_tokens,
                      done_tokens / max(elapsed, 1e-9))
-        return [[o for o in row if o is not None] for row in results]
+            for i in finished:
+                yield i, results[i]  # type: ignore[misc]
+                results[i] = []  # yielded: free it
 
 
 def common_prefix_len(rows: list[list[int]]) -> int:
@@ -236,14 +317,48 @@ def _cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
     return text[:k] + keep, True
 
 
-def make_generator(backend: str, model_path: str, revision: str | None, options: dict) -> Generator:
+# Teacher keys that pick and configure a backend, and the subset that cannot change what
+# the teacher writes (throughput and robustness knobs): those stay out of the params hash
+# and out of Snakemake's params, so tuning them never reruns generation.
+BACKEND_OPTIONS = ("batch_size", "dtype", "quantization", "tensor_parallel_size",
+                   "pipeline_parallel_size", "max_model_len", "gpu_memory_utilization",
+                   "vllm", "openai", "replay")
+OPERATIONAL_OPTIONS = ("gpu_memory_utilization",)
+OPERATIONAL_NESTED = {
+    "vllm": ("chunk_size",),
+    "openai": ("base_url", "api_key_env", "concurrency", "timeout_s", "max_retries",
+               "backoff_base_s", "backoff_max_s"),
+}
+
+
+def make_generator(backend: str, model_path: str | None, revision: str | None, options: dict,
+                   **context: Any) -> Generator:
+    """The backend named in a teacher's (or judge's, or evaluator's) config.
+
+    ``context`` carries what only some backends need: ``queries_config`` (replay reads a
+    query source) and ``tokenizer_path`` (replay counts tokens with the teacher's tokenizer).
+    """
     if backend == "transformers":
         return TransformersGenerator(model_path, revision=revision,
                                      batch_size=options.get("batch_size", 16),
                                      dtype=options.get("dtype", "float32"),
                                      quantization=options.get("quantization"))
-    raise ValueError(f"generation backend {backend!r} is not available in this build "
-                     f"(known: transformers)")
+    if backend == "vllm":
+        from distillab import gen_vllm
+
+        return gen_vllm.from_options(model_path, revision, options)
+    if backend == "openai":
+        from distillab import gen_openai
+
+        return gen_openai.from_options(options["openai"].get("model") or model_path,
+                                       options["openai"])
+    if backend == "replay":
+        from distillab.gen_replay import ReplayGenerator
+
+        return ReplayGenerator.from_options(options["replay"], context["queries_config"],
+                                            tokenizer_path=model_path, revision=revision)
+    raise ValueError(f"unknown generation backend {backend!r} "
+                     f"(known: transformers, vllm, openai, replay)")
 
 
 @dataclass(frozen=True)
@@ -263,15 +378,25 @@ class TeacherSpec:
             backend=cfg.get("backend", "transformers"),
             sampling=SamplingSpec.from_config(cfg["sampling"]),
             prompt=PromptSpec.from_config(prompts_cfg, prompt_style, cfg.get("demonstrations", 0)),
-            options={k: cfg[k] for k in ("batch_size", "dtype", "quantization") if k in cfg},
+            options={k: cfg[k] for k in BACKEND_OPTIONS if k in cfg},
         )
 
     def params_hash(self) -> str:
         """Everything that changes what the teacher writes: model, backend and its options
-        (quantization changes numerics; batch size changes per-batch seeds), sampling and prompt."""
+        (quantization changes numerics; batch size changes per-batch seeds), sampling and
+        prompt; not the operational knobs (concurrency, timeouts, endpoint address)."""
         return stable_hash({"model": self.model, "backend": self.backend,
-                            "options": self.options, "sampling": asdict(self.sampling),
-                            "prompt": asdict(self.prompt)})
+                            "options": semantic_options(self.options),
+                            "sampling": asdict(self.sampling), "prompt": asdict(self.prompt)})
+
+
+def semantic_options(cfg: dict) -> dict:
+    """A teacher's config without its operational knobs (OPERATIONAL_OPTIONS/_NESTED)."""
+    out = {k: v for k, v in cfg.items() if k not in OPERATIONAL_OPTIONS}
+    for key, drop in OPERATIONAL_NESTED.items():
+        if isinstance(out.get(key), dict):
+            out[key] = {k: v for k, v in out[key].items() if k not in drop}
+    return out
 
 
 def pending_queries(shard: list[dict], earlier_verdicts: list[list[dict]]) -> list[dict]:
@@ -286,33 +411,170 @@ def pending_queries(shard: list[dict], earlier_verdicts: list[list[dict]]) -> li
     return [q for q in shard if q["query_id"] not in settled]
 
 
+def request_seed(seed: int, query_id: str) -> int:
+    """A query's own seed within a job: stable across restarts and batch layouts."""
+    return int(stable_hash([seed, query_id]), 16) % (2**31)
+
+
+def response_rows(query: dict, outputs: list[GenOutput], teacher: str, round_: int,
+                  gen_hash: str) -> list[dict]:
+    """RESPONSE rows of one query's samples, split into think and answer."""
+    rows = []
+    for s, o in enumerate(outputs):
+        text = o.full_text()
+        # Endpoints strip the stop string ``</answer>``: a stopped answer is complete.
+        think, answer = split_think_answer(text, stopped_at_answer_end=o.finish_reason == "stop")
+        rows.append({
+            "query_id": query["query_id"], "teacher": teacher, "round": round_,
+            "sample": s, "text": text, "think": think, "answer": answer,
+            "n_tokens": o.n_tokens, "finish_reason": o.finish_reason,
+            "gen_params_hash": gen_hash,
+        })
+    return rows
+
+
+def iter_responses(queries: list[dict], teacher: TeacherSpec, generator: Generator,
+                   round_: int, seed: int) -> Iterator[list[dict]]:
+    """The RESPONSE rows of each query (its ``sampling.n`` samples) as soon as it is done."""
+    if not queries:
+        return
+    requests = [build_request(q["query_id"], q["messages"], q["category"], teacher.prompt,
+                              seed=request_seed(seed, q["query_id"])) for q in queries]
+    sampling = SamplingSpec(**{**asdict(teacher.sampling), "seed": seed})
+    gen_hash = teacher.params_hash()
+    for i, outs in generator.generate(requests, sampling, teacher.prompt.stop_strings()):
+        if len(outs) != sampling.n:
+            raise RuntimeError(f"backend returned {len(outs)} samples for query "
+                               f"{queries[i]['query_id']!r}, expected {sampling.n}")
+        yield response_rows(queries[i], outs, teacher.name, round_, gen_hash)
+
+
 def generate_responses(queries: list[dict], teacher: TeacherSpec, generator: Generator,
                        round_: int, seed: int) -> list[dict]:
-    """Generate ``sampling.n`` responses per query as RESPONSE rows."""
-    if not queries:
-        return []
-    rendered = [generator.render(q["messages"], q["category"], teacher.prompt) for q in queries]
-    sampling = SamplingSpec(**{**asdict(teacher.sampling), "seed": seed})
-    outputs = generator.generate(rendered, sampling, teacher.prompt.stop_strings())
-    gen_hash = teacher.params_hash()
-    rows = []
-    for q, outs in zip(queries, outputs):
-        for s, o in enumerate(outs):
-            think, answer = split_think_answer(o.text)
-            rows.append({
-                "query_id": q["query_id"], "teacher": teacher.name, "round": round_,
-                "sample": s, "text": o.text, "think": think, "answer": answer,
-                "n_tokens": o.n_tokens, "finish_reason": o.finish_reason,
-                "gen_params_hash": gen_hash,
-            })
-    return rows
+    """Generate ``sampling.n`` responses per query as RESPONSE rows, in query order."""
+    by_query = {rows[0]["query_id"]: rows
+                for rows in iter_responses(queries, teacher, generator, round_, seed)}
+    return [row for q in queries for row in by_query.get(q["query_id"], [])]
+
+
+class PartialResponses:
+    """Finished requests of a generate job, flushed in parts beside its output.
+
+    Snakemake deletes the output of a failed job, so work in progress lives in
+    ``<output>.partial/``: ``part-NNNNNN.parquet`` files written atomically, one per flush,
+    and ``meta.json`` with the fingerprint of the job (teacher params hash, seed, n). A
+    restarted job with the same fingerprint takes every query found there as done; a
+    different fingerprint (the teacher changed) discards the parts. The directory goes
+    once the output is written.
+    """
+
+    def __init__(self, output: str | os.PathLike, fingerprint: dict):
+        self.dir = Path(f"{output}.partial")
+        self.fingerprint = fingerprint
+        self.parts = 0
+
+    def load(self) -> dict[str, list[dict]]:
+        """Rows of the finished queries found on disk, by query id."""
+        meta = self.dir / "meta.json"
+        if self.dir.exists() and (not meta.exists() or read_json(meta) != self.fingerprint):
+            log.warning("%s: made by a different job (teacher settings changed): discarded",
+                        self.dir)
+            shutil.rmtree(self.dir)
+        self.dir.mkdir(parents=True, exist_ok=True)
+        write_json(meta, self.fingerprint)
+        done: dict[str, list[dict]] = {}
+        paths = sorted(self.dir.glob("part-*.parquet"))
+        for path in paths:
+            for row in read_rows(path, schemas.RESPONSE):
+                done.setdefault(row["query_id"], []).append(row)
+        self.parts = len(paths)
+        n = self.fingerprint["n"]
+        for qid, rows in done.items():
+            if sorted(r["sample"] for r in rows) != list(range(n)):
+                raise RuntimeError(f"{self.dir}: query {qid!r} has samples "
+                                   f"{sorted(r['sample'] for r in rows)}, expected 0..{n - 1}")
+        return done
+
+    def append(self, rows: list[dict]) -> None:
+        if rows:
+            self.parts += 1
+            write_table(self.dir / f"part-{self.parts:06d}.parquet", rows, schemas.RESPONSE)
+
+    def discard(self) -> None:
+        shutil.rmtree(self.dir, ignore_errors=True)
+
+
+@dataclass(frozen=True)
+class FlushPolicy:
+    """When finished requests go to disk: every ``every`` queries or ``interval_s`` seconds,
+    whichever comes first (a killed job loses at most that much work)."""
+
+    every: int = 64
+    interval_s: float = 120.0
+
+
+def generate_shard(queries: list[dict], teacher: TeacherSpec, round_: int, seed: int,
+                   output: str | os.PathLike, open_generator: Callable[[], Generator],
+                   flush: FlushPolicy = FlushPolicy()) -> tuple[list[dict], dict]:
+    """Answer ``queries``, resuming from the partial parts of an interrupted run.
+
+    ``open_generator`` is only called when something is left to generate (loading a model
+    is the slow part of a resumed job). Returns the rows in query order and the counts
+    for provenance.
+    """
+    n = teacher.sampling.n
+    store = PartialResponses(output, {"gen_params_hash": teacher.params_hash(), "seed": seed,
+                                      "round": round_, "n": n})
+    done = store.load()
+    pending_ids = {q["query_id"] for q in queries}
+    stale = sorted(set(done) - pending_ids)
+    if stale:  # settled since (an earlier round was re-verified): not part of this job
+        log.info("%d finished queries in %s are no longer pending: ignored", len(stale),
+                 store.dir)
+    todo = [q for q in queries if q["query_id"] not in done]
+    resumed = len(queries) - len(todo)
+    if resumed:
+        log.info("resuming: %d of %d queries already done in %s", resumed, len(queries),
+                 store.dir)
+    generated = 0
+    backend: dict = {}
+    if todo:
+        generator = open_generator()
+        backend = generator.describe()
+        buffer: list[dict] = []
+        t0 = last_flush = time.monotonic()
+        for rows in iter_responses(todo, teacher, generator, round_, seed):
+            buffer.extend(rows)
+            generated += 1
+            now = time.monotonic()
+            if len(buffer) >= flush.every * n or now - last_flush >= flush.interval_s:
+                store.append(buffer)
+                buffer, last_flush = [], now
+                log.info("%d/%d queries done (%d resumed), %.2f queries/s", resumed + generated,
+                         len(queries), resumed, generated / max(now - t0, 1e-9))
+        store.append(buffer)
+        close = getattr(generator, "close", None)
+        if close is not None:
+            close()
+        done = store.load()
+    rows = [row for q in queries for row in sorted(done[q["query_id"]], key=lambda r: r["sample"])]
+    if len(rows) != len(queries) * n:
+        raise RuntimeError(f"{output}: {len(rows)} responses for {len(queries)} queries x {n} "
+                           f"samples")
+    counts = {"queries_resumed": resumed, "queries_generated": generated,
+              "partial_parts": store.parts, "backend": backend}
+    return rows, counts
 
 
 def generate_from_snakemake(smk: Any, prov: Any) -> None:
     from distillab.models import load_location
 
     p = smk.params
-    teacher = TeacherSpec.from_config(smk.wildcards.teacher, p.teacher, p.prompts, p.prompt_style)
+    name = smk.wildcards.teacher
+    # Operational knobs (endpoint, concurrency, chunking) come from the live config, not
+    # from params: Snakemake reruns a job when its params change, and they change nothing.
+    teacher_cfg = {**smk.config["teachers"][name], **p.teacher}
+    teacher = TeacherSpec.from_config(name, teacher_cfg, p.prompts, p.prompt_style)
     round_ = int(smk.wildcards.round)
     shard = read_rows(smk.input.shard, schemas.QUERY)
     earlier = [read_rows(path, schemas.VERIFIED) for path in smk.input.earlier]
@@ -320,12 +582,19 @@ def generate_from_snakemake(smk: Any, prov: Any) -> None:
     seed = int(stable_hash([p.seed, teacher.name, round_, smk.wildcards.shard]), 16) % (2**31)
     log.info("teacher %s round %d shard %s: %d of %d queries pending",
              teacher.name, round_, smk.wildcards.shard, len(todo), len(shard))
-    rows: list[dict] = []
-    if todo:
-        path, revision = load_location(smk.input.model)
-        generator = make_generator(teacher.backend, path, revision, teacher.options)
-        rows = generate_responses(todo, teacher, generator, round_, seed)
+
+    def open_generator() -> Generator:
+        # An endpoint teacher (openai) reads no local model.
+        path, revision = load_location(smk.input.model[0]) if smk.input.model else (None, None)
+        return make_generator(teacher.backend, path, revision, teacher.options,
+                              queries_config=smk.config["queries"])
+
+    flush = FlushPolicy(**p.flush)
+    rows, counts = generate_shard(todo, teacher, round_, seed, smk.output.responses,
+                                  open_generator, flush)
     write_table(smk.output.responses, rows, schemas.RESPONSE)
+    PartialResponses(smk.output.responses, {}).discard()
     prov.add(rows_in=len(shard), queries_pending=len(todo), rows_out=len(rows), seed=seed,
              gen_params_hash=teacher.params_hash(),
-             tokens_generated=sum(r["n_tokens"] for r in rows))
+             tokens_generated=sum(r["n_tokens"] for r in rows),
+             finish_reasons=dict(Counter(r["finish_reason"] for r in rows)), **counts)

@@ -30,7 +30,7 @@ def _fmt_num(x: float | None) -> str:
 
 def build_summary(study: str, evals: list[dict], model_info: dict[str, dict],
                   verification: dict[str, dict], curation: dict[str, dict],
-                  analysis: dict) -> dict:
+                  analysis: dict, rounds: dict[str, list[dict]] | None = None) -> dict:
     benchmarks = sorted({e["benchmark"] for e in evals})
     models = sorted({e["model"] for e in evals},
                     key=lambda m: (model_info[m]["kind"] != "student", model_info[m]["teacher"], m))
@@ -49,6 +49,7 @@ def build_summary(study: str, evals: list[dict], model_info: dict[str, dict],
         "table1_accuracy": accuracy,
         "table2_mean_response_tokens": length,
         "verification": verification,
+        "rounds": rounds or {},
         "curation": curation,
         "analysis": analysis,
     }
@@ -84,6 +85,18 @@ def render_markdown(summary: dict, figures: list[str]) -> str:
             verifiers = ", ".join(f"{k}: {v}" for k, v in sorted(s["verifiers"].items()))
             lines.append(f"| {teacher} | {cat} | {s['queries']} | {s['responses']} | "
                          f"{s['passed_responses']} | {s['accepted_queries']} | {rate} | {verifiers} |")
+    if summary.get("rounds"):
+        lines += ["", "## Retry rounds (a query is asked again until a response passes)", "",
+                  "| teacher | round | queries asked | responses | tokens generated | accepted "
+                  "in round | accepted so far |", "|---|---|---|---|---|---|---|"]
+        for teacher, rounds in summary["rounds"].items():
+            for r in rounds:
+                share = r["accepted_share_cumulative"]
+                so_far = f"{r['accepted_cumulative']}" + (
+                    "" if share is None else f" ({100 * share:.0f}%)")
+                lines.append(f"| {teacher} | {r['round']} | {r['queries_asked']} | "
+                             f"{r['responses']} | {r['tokens_generated']} | {r['accepted']} | "
+                             f"{so_far} |")
     lines += ["", "## Curation (rows per step)", "",
               "| teacher | accepted | curated | SFT rows | dropped by structure | dropped by parallel policy |",
               "|---|---|---|---|---|---|"]
@@ -109,8 +122,9 @@ def render_markdown(summary: dict, figures: list[str]) -> str:
 def report_from_snakemake(smk: Any, prov: Any) -> None:
     p = smk.params
     evals = [read_json(path) for path in smk.input.evals]
-    verification = {read_json(path)["teacher"]: read_json(path)["per_category"]
-                    for path in smk.input.verification}
+    stats = [read_json(path) for path in smk.input.verification]
+    verification = {s["teacher"]: s["per_category"] for s in stats}
+    rounds = {s["teacher"]: s.get("rounds", []) for s in stats}
     curation = {}
     for teacher, acc, cur, par in zip(p.teachers, smk.input.accepted, smk.input.curated,
                                       smk.input.parallel):
@@ -127,7 +141,7 @@ def report_from_snakemake(smk: Any, prov: Any) -> None:
     for m, info in model_info.items():
         if info["kind"] == "student":
             info["trained"] = trained.get(m, True)
-    summary = build_summary(p.study, evals, model_info, verification, curation, analysis)
+    summary = build_summary(p.study, evals, model_info, verification, curation, analysis, rounds)
     out_dir = Path(smk.output.summary_json).parent
     figures = []
     for fig in smk.input.figures:

@@ -22,7 +22,7 @@ import time
 from dataclasses import dataclass
 from typing import Any, Sequence
 
-from distillab.generate import Generator, PromptSpec, SamplingSpec
+from distillab.generate import Generator, PromptSpec, SamplingSpec, build_request, generate_all
 
 log = logging.getLogger(__name__)
 
@@ -116,18 +116,18 @@ class LLMJudge:
         prompt = JUDGE_PROMPTS[kind]
         spec = PromptSpec(system_prompt=prompt.system, instructions={}, style="chat",
                           demonstrations=0)
-        rendered = [
-            self.generator.render([{"role": "user", "content": prompt.template.format(
+        requests = [
+            build_request(str(i), [{"role": "user", "content": prompt.template.format(
                 question=item.question, reference=item.reference,
                 prediction=item.prediction[: self.max_prediction_chars])}],
                 f"judge-{kind}", spec)
-            for item in items
+            for i, item in enumerate(items)
         ]
         start = time.monotonic()
-        outputs = self.generator.generate(rendered, self.sampling, stop=[])
+        outputs = generate_all(self.generator, requests, self.sampling, stop=[])
         log.info("judge %s: %d %s items in %.1f s", self.name, len(items), kind,
                  time.monotonic() - start)
-        return [outs[0].text for outs in outputs]
+        return [outs[0].full_text() for outs in outputs]
 
     def judge(self, kind: str, items: Sequence[JudgeItem]) -> list[tuple[float, dict[str, Any]]]:
         """``(score, details)`` per item: math 1.0/0.0, science score/5."""

@@ -55,6 +55,33 @@ class Study:
     def teacher_model_dir(self, teacher: str) -> str:
         return self.model_dir(self.config["teachers"][teacher]["model"])
 
+    def teacher_generate_inputs(self, teacher: str) -> list[str]:
+        """The model a teacher's generate job reads: none for an endpoint (openai)."""
+        if self.config["teachers"][teacher].get("backend") == "openai":
+            return []
+        return [self.teacher_model_dir(teacher)]
+
+    # The modules a teacher's generate job runs beyond distillab.generate: editing one
+    # backend reruns only the teachers that use it.
+    BACKEND_MODULES = {
+        "transformers": ("distillab.decoding",),
+        "vllm": ("distillab.gen_vllm",),
+        "openai": ("distillab.gen_openai",),
+        "replay": ("distillab.gen_replay", "distillab.am_format", "distillab.sources"),
+    }
+
+    def generate_code_version(self, teacher: str) -> str:
+        backend = self.config["teachers"][teacher].get("backend", "transformers")
+        return code_version("distillab.generate", "distillab.prompts", "distillab.parse",
+                            *self.BACKEND_MODULES[backend])
+
+    def teacher_params(self, teacher: str) -> dict:
+        """What the generate job's params track: the teacher's config without the knobs
+        that cannot change its output (a new endpoint address reruns nothing)."""
+        from distillab.generate import semantic_options
+
+        return semantic_options(self.config["teachers"][teacher])
+
     def judge_model_dirs(self) -> list[str]:
         """The LLM judge's prepared model (``verification.judge``), or nothing."""
         judge = self.config["verification"].get("judge")
@@ -110,8 +137,14 @@ class Study:
     def earlier_verified(self, teacher: str, round_: int, shard: str) -> list[str]:
         return [self.verified(teacher, r, shard) for r in range(1, int(round_))]
 
+    def teacher_rounds(self, teacher: str) -> list[int]:
+        """1..max_rounds of this teacher (its own ``max_rounds``, else the study's)."""
+        rounds = self.config["teachers"][teacher].get("max_rounds")
+        return self.rounds if rounds is None else list(range(1, rounds + 1))
+
     def all_verified(self, teacher: str) -> list[str]:
-        return [self.verified(teacher, r, s) for r in self.rounds for s in self.shards]
+        return [self.verified(teacher, r, s) for r in self.teacher_rounds(teacher)
+                for s in self.shards]
 
     # --- curation ---------------------------------------------------------------------------
     def parallel_teachers(self, teacher: str) -> list[str]:
