@@ -21,7 +21,8 @@ from pathlib import Path
 
 import torch
 
-from distillab.generate import PromptSpec, SamplingSpec, TransformersGenerator
+from distillab.generate import (PromptSpec, SamplingSpec, TransformersGenerator, build_request,
+                                generate_all)
 from distillab.io import iter_jsonl, write_json
 
 QUERIES = Path(__file__).resolve().parents[1] / "data" / "demo" / "queries.jsonl"
@@ -33,14 +34,15 @@ def run(model: str, batch_size: int, quantization: str | None, threads: int,
     gen = TransformersGenerator(model, batch_size=batch_size, quantization=quantization,
                                 prefix_cache=prefix_cache)
     spec = PromptSpec(demonstrations=1)
-    rendered = [gen.render([{"role": "user", "content": q["prompt"]}], q["category"], spec)
-                for q in queries]
-    prompt_tokens = sum(len(gen.tok(r, add_special_tokens=False).input_ids) for r in rendered)
+    requests = [build_request(str(i), [{"role": "user", "content": q["prompt"]}], q["category"],
+                              spec) for i, q in enumerate(queries)]
+    prompt_tokens = sum(len(gen.tok(gen.render(r), add_special_tokens=False).input_ids)
+                        for r in requests)
     # Useful tokens only (up to EOS), so waiting on a batch's longest row counts as cost.
     sampling = SamplingSpec(temperature=0.0, max_new_tokens=max_new_tokens, seed=0)
     t0 = time.perf_counter()
     cpu0 = time.process_time()
-    outs = gen.generate(rendered, sampling, [])
+    outs = generate_all(gen, requests, sampling, [])
     wall = time.perf_counter() - t0
     cpu = time.process_time() - cpu0
     tokens = sum(o[0].n_tokens for o in outs)

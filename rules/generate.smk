@@ -11,12 +11,13 @@ rule generate:
         f"{R}/logs/generate/{{teacher}}/r{{round}}/{{shard}}.log",
     priority: 20
     conda:
-        "../envs/models.yaml"
+        lambda w: S.generate_env(w.teacher)
     threads: 1
     resources:
         mem_mb=8000,
         runtime=240,
         gpu=lambda w: S.teacher_gpus(w.teacher),
+        nodes=lambda w: S.teacher_nodes(w.teacher),
     params:
         teacher=lambda w: S.teacher_params(w.teacher),
         prompts=config.get("prompts", {}),

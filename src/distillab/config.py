@@ -96,6 +96,10 @@ def _check_references(config: dict) -> None:
             if spec.get("max_rounds", config["generation"]["max_rounds"]) != 1:
                 raise ConfigError(f"{where}.max_rounds: a replay teacher has one response per "
                                   "query, so it has one round (set max_rounds: 1)")
+        gpus = spec.get("tensor_parallel_size", 1) * spec.get("pipeline_parallel_size", 1)
+        if gpus % spec.get("nodes", 1):
+            raise ConfigError(f"config key teachers.{name}.nodes: {gpus} GPUs (tensor x "
+                              f"pipeline parallel) do not split over {spec['nodes']} nodes")
         for backend in ("vllm", "openai", "replay"):
             if backend in spec and spec.get("backend") != backend:
                 raise ConfigError(f"config key teachers.{name}.{backend}: set, but the "

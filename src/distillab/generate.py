@@ -350,8 +350,9 @@ def make_generator(backend: str, model_path: str | None, revision: str | None, o
     if backend == "openai":
         from distillab import gen_openai
 
-        return gen_openai.from_options(options["openai"].get("model") or model_path,
-                                       options["openai"])
+        endpoint = dict(options["openai"])
+        endpoint["base_url"] = expand_env(endpoint["base_url"], "openai.base_url")
+        return gen_openai.from_options(endpoint.get("model") or model_path, endpoint)
     if backend == "replay":
         from distillab.gen_replay import ReplayGenerator
 
@@ -359,6 +360,15 @@ def make_generator(backend: str, model_path: str | None, revision: str | None, o
                                             tokenizer_path=model_path, revision=revision)
     raise ValueError(f"unknown generation backend {backend!r} "
                      f"(known: transformers, vllm, openai, replay)")
+
+
+def expand_env(value: str, key: str) -> str:
+    """``${VAR}`` expanded from the environment; an unset variable is an error, not a
+    literal ``$`` in a URL."""
+    expanded = os.path.expandvars(value)
+    if "$" in expanded:
+        raise ValueError(f"{key}: {value!r} names an environment variable that is not set")
+    return expanded
 
 
 @dataclass(frozen=True)

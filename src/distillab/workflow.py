@@ -75,6 +75,11 @@ class Study:
         return code_version("distillab.generate", "distillab.prompts", "distillab.parse",
                             *self.BACKEND_MODULES[backend])
 
+    def generate_env(self, teacher: str) -> str:
+        """The conda env of a teacher's generate jobs (relative to rules/)."""
+        backend = self.config["teachers"][teacher].get("backend", "transformers")
+        return "../envs/vllm.yaml" if backend == "vllm" else "../envs/models.yaml"
+
     def teacher_params(self, teacher: str) -> dict:
         """What the generate job's params track: the teacher's config without the knobs
         that cannot change its output (a new endpoint address reruns nothing)."""
@@ -192,10 +197,18 @@ class Study:
 
     # --- resources ---------------------------------------------------------------------------
     def teacher_gpus(self, teacher: str) -> int:
+        """GPUs of a generate job: TP x PP for vLLM (over all its nodes), ``gpus`` for
+        transformers, none for an endpoint or a replay."""
         spec = self.config["teachers"][teacher]
-        if spec.get("backend", "transformers") != "vllm":
-            return 0
-        return spec.get("tensor_parallel_size", 1) * spec.get("pipeline_parallel_size", 1)
+        backend = spec.get("backend", "transformers")
+        if backend == "vllm":
+            return spec.get("tensor_parallel_size", 1) * spec.get("pipeline_parallel_size", 1)
+        return spec.get("gpus", 0) if backend == "transformers" else 0
+
+    def teacher_nodes(self, teacher: str) -> int:
+        """Nodes of a generate job: >1 only for vLLM's own multi-node mode."""
+        spec = self.config["teachers"][teacher]
+        return spec.get("nodes", 1) if spec.get("backend") == "vllm" else 1
 
     def judge_gpus(self) -> int:
         judge = self.config["verification"].get("judge")
