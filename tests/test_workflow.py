@@ -89,6 +89,13 @@ def test_micro_study_produces_report_with_provenance(micro_study):
     for row in summary["table1_accuracy"]["demo_math"].values():
         assert 0.0 <= row["pass_at_1"] <= 1.0 and row["n_problems"] == 3 and row["k"] == 1
     assert "Table 1" in (root / "report/summary.md").read_text()
+    # the retry rounds: round 1 asks every shard query; later rounds only what is left
+    for teacher, rounds in summary["rounds"].items():
+        assert [r["round"] for r in rounds][:1] == [1], teacher
+        asked = [r["queries_asked"] for r in rounds]
+        assert asked == sorted(asked, reverse=True), teacher
+        assert rounds[-1]["accepted_cumulative"] == sum(r["accepted"] for r in rounds)
+    assert "## Retry rounds" in (root / "report/summary.md").read_text()
     # every parquet/json artifact has a sidecar, every dir output a provenance.json
     for path in root.rglob("*"):
         if path.name.endswith(".prov.json"):

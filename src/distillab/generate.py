@@ -327,7 +327,7 @@ OPERATIONAL_OPTIONS = ("gpu_memory_utilization",)
 OPERATIONAL_NESTED = {
     "vllm": ("chunk_size",),
     "openai": ("base_url", "api_key_env", "concurrency", "timeout_s", "max_retries",
-               "backoff_base_s", "backoff_max_s"),
+               "backoff_base_s", "backoff_max_s", "progress_interval_s"),
 }
 
 
@@ -550,7 +550,6 @@ def generate_shard(queries: list[dict], teacher: TeacherSpec, round_: int, seed:
     backend: dict = {}
     if todo:
         generator = open_generator()
-        backend = generator.describe()
         buffer: list[dict] = []
         t0 = last_flush = time.monotonic()
         for rows in iter_responses(todo, teacher, generator, round_, seed):
@@ -563,6 +562,7 @@ def generate_shard(queries: list[dict], teacher: TeacherSpec, round_: int, seed:
                 log.info("%d/%d queries done (%d resumed), %.2f queries/s", resumed + generated,
                          len(queries), resumed, generated / max(now - t0, 1e-9))
         store.append(buffer)
+        backend = generator.describe()  # after the run: it carries retry and failure counts
         close = getattr(generator, "close", None)
         if close is not None:
             close()
