@@ -304,3 +304,30 @@ def test_make_generator_builds_it(server, monkeypatch):
                          {"openai": {"base_url": "${FAKE_URL}", "concurrency": 2}})
     [[out]] = generate_all(gen, [chat("q1")], SAMPLING, [])
     assert out.text == "echo q1 seed=7" and server.log[0]["body"]["model"] == "org/teacher"
+
+
+def test_generate_stage_resumes_after_the_endpoint_failed(server, tmp_path):
+    """The generate stage over the endpoint: a permanent failure part-way ends the job
+    with what finished before it flushed; the rerun asks only for the rest."""
+    from distillab.generate import FlushPolicy, TeacherSpec, generate_shard
+
+    cfg = {"model": "m", "backend": "openai", "openai": {"base_url": server.base_url},
+           "sampling": {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 16, "n": 2}}
+    teacher = TeacherSpec.from_config("api", cfg, {"instructions": {"math": ""}}, "chat")
+    queries = [{"query_id": f"q{i}", "category": "math",
+                "messages": [{"role": "user", "content": f"q{i}"}]} for i in range(6)]
+    out = tmp_path / "000.parquet"
+    server.faults["q3"] = ["401"]
+    server.delays["q3"] = 0.3  # q0-q2 finish first
+    with pytest.raises(OpenAIBackendError, match="HTTP 401"):
+        generate_shard(queries, teacher, 1, 5, out, lambda: make(server, concurrency=1),
+                       FlushPolicy(every=1))
+    before = {q: len(server.attempts(q)) for q in ("q0", "q1", "q2")}
+    assert before == {"q0": 2, "q1": 2, "q2": 2}  # two samples each
+    rows, counts = generate_shard(queries, teacher, 1, 5, out, lambda: make(server),
+                                  FlushPolicy(every=1))
+    assert {q: len(server.attempts(q)) for q in ("q0", "q1", "q2")} == before  # not again
+    assert counts["queries_resumed"] == 3 and counts["queries_generated"] == 3
+    assert [(r["query_id"], r["sample"]) for r in rows] == [
+        (f"q{i}", s) for i in range(6) for s in range(2)]
+    assert counts["backend"]["backend"] == "openai"
