@@ -13,6 +13,7 @@ rule accepted:
     resources:
         mem_mb=4000,
     params:
+        rounds=lambda w: S.teacher_rounds(w.teacher),
         code=code_version("distillab.curate"),
     script:
         "../scripts/accepted.py"

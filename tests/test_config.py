@@ -299,3 +299,21 @@ def test_bad_reward_model_fails_at_load_time(demo):
     demo["verification"]["chat"]["reward_model"] = {"model": "rm", "outputs": [0],
                                                     "combin": "sum"}
     fails(demo, "config key verification.chat.reward_model", "combin")
+
+
+def test_backend_specific_teacher_keys(demo_raw):
+    cfg = copy.deepcopy(demo_raw)
+    cfg["teachers"]["smollm2-135m"]["nodes"] = 2
+    fails(cfg, "config key teachers.smollm2-135m.nodes", "only for the vllm / openai backend")
+    cfg = copy.deepcopy(demo_raw)
+    cfg["teachers"]["smollm2-135m"]["openai"] = {"base_url": "http://x/v1"}
+    fails(cfg, "config key teachers.smollm2-135m.openai", "teacher's backend is 'transformers'")
+
+
+def test_vllm_gpus_must_split_over_nodes(paper_raw):
+    cfg = copy.deepcopy(paper_raw)
+    cfg["teachers"]["deepseek-r1"]["nodes"] = 3
+    fails(cfg, "config key teachers.deepseek-r1.nodes", "16 GPUs")
+    cfg["teachers"]["deepseek-r1"]["nodes"] = 2
+    cfg["teachers"]["deepseek-r1"]["gpus"] = 16
+    fails(cfg, "config key teachers.deepseek-r1.gpus", "only for the transformers backend")

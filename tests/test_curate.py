@@ -260,3 +260,6 @@ def test_round_stats_counts_attempts_per_round():
         (1, 3, 6, 1, 1), (2, 2, 4, 1, 2), (3, 1, 2, 0, 2)]
     assert stats[0]["tokens_generated"] == 60 and stats[-1]["accepted_share_cumulative"] == 0.5
     assert round_stats(0, []) == []
+    # a configured round with nothing left to ask still shows, with zeros
+    last = round_stats(4, verified, [1, 2, 3, 4])[-1]
+    assert (last["round"], last["queries_asked"], last["accepted_cumulative"]) == (4, 0, 2)

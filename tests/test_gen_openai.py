@@ -150,7 +150,7 @@ def test_concurrency_is_bounded(server):
 ])
 def test_faults_are_retried(server, faults, cause):
     server.faults["q1"] = list(faults)
-    gen = make(server, timeout_s=0.5)
+    gen = make(server, timeout_s=2.0)
     outs = generate_all(gen, [chat("q1"), chat("q2")], SAMPLING, [])
     assert outs[0][0].text == "echo q1 seed=7"
     attempts = server.attempts("q1")
@@ -165,7 +165,7 @@ def test_faults_are_retried(server, faults, cause):
 def test_every_fault_kind_in_a_row(server):
     plan = ["429", "500", "503", "slow", "drop", "reset", "truncated", "badjson"]
     server.faults["q1"] = list(plan)
-    gen = make(server, timeout_s=0.5, max_retries=len(plan))
+    gen = make(server, timeout_s=2.0, max_retries=len(plan))
     [[out]] = generate_all(gen, [chat("q1")], SAMPLING, [])
     assert out.text == "echo q1 seed=7" and len(server.attempts("q1")) == len(plan) + 1
     assert gen.describe()["stats"]["retries"] == {
@@ -331,3 +331,79 @@ def test_generate_stage_resumes_after_the_endpoint_failed(server, tmp_path):
     assert [(r["query_id"], r["sample"]) for r in rows] == [
         (f"q{i}", s) for i in range(6) for s in range(2)]
     assert counts["backend"]["backend"] == "openai"
+
+
+@pytest.mark.parametrize("choice, expected", [
+    # vLLM names the stop string that ended the sample: put back
+    ({"finish_reason": "stop", "stop_reason": "</answer>"}, "<answer>42</answer>"),
+    # vLLM at end-of-sequence: stop_reason is null, nothing was stripped
+    ({"finish_reason": "stop", "stop_reason": None}, "<answer>42"),
+    # a server that does not say: an open answer ended by a stop is closed
+    ({"finish_reason": "stop"}, "<answer>42</answer>"),
+    # cut by the token limit: still open, graded as truncated
+    ({"finish_reason": "length"}, "<answer>42"),
+])
+def test_stop_string_stripped_by_the_server_is_put_back(choice, expected):
+    gen = OpenAIGenerator("m", "http://127.0.0.1:9/v1")
+    data = {"choices": [{"message": {"content": "<answer>42"}, **choice}],
+            "usage": {"completion_tokens": 3}}
+    out = gen._parse(data, chat=True, stop=["</answer>"])
+    assert out.text == expected
+
+
+def test_client_errors_recorded_when_configured(server):
+    server.faults["q1"] = ["400"]
+    gen = make(server, on_client_error="record")
+    outs = generate_all(gen, [chat("q0"), chat("q1")], SAMPLING, [])
+    assert outs[1][0].finish_reason == "error" and outs[1][0].text == ""
+    assert outs[0][0].finish_reason == "stop"
+    assert gen.stats()["request_errors"] == 1 and len(server.attempts("q1")) == 1
+    server.faults["q2"] = ["401"]  # not a request's fault: the job still ends
+    with pytest.raises(OpenAIBackendError, match="HTTP 401"):
+        generate_all(gen, [chat("q2")], SAMPLING, [])
+
+
+def test_generate_from_snakemake_with_an_endpoint_teacher(server, tmp_path, monkeypatch):
+    """The Snakemake entry of the stage, as the rule calls it, for an openai teacher: the
+    endpoint comes from the live config, the served name from the model's hub id."""
+    from types import SimpleNamespace
+
+    from distillab import schemas
+    from distillab.generate import generate_from_snakemake
+    from distillab.io import read_rows, write_table
+    from distillab.provenance import Provenance
+    from distillab.workflow import Study
+
+    monkeypatch.setenv("DISTILLAB_TEST_URL", server.base_url)
+    config = {"teachers": {"r1": {"model": "deepseek-r1", "backend": "openai",
+                                  "openai": {"base_url": "${DISTILLAB_TEST_URL}",
+                                             "concurrency": 2},
+                                  "sampling": {"temperature": 0.6, "top_p": 0.95,
+                                               "max_new_tokens": 16, "n": 1, "seed": 0}}},
+              "models": {"deepseek-r1": {"source": "hub", "repo_id": "deepseek-ai/DeepSeek-R1",
+                                         "revision": "abc"}},
+              "generation": {"max_rounds": 1, "flush_every": 1, "flush_interval_s": 60},
+              "queries": {"sources": []}}
+    shard = tmp_path / "000.parquet"
+    write_table(shard, [{"query_id": f"q{i}", "source": "s", "category": "chat",
+                         "messages": [{"role": "user", "content": f"q{i}"}], "reference": None,
+                         "tests": None, "constraints": None, "meta": "{}"} for i in range(3)],
+                schemas.QUERY)
+    out = tmp_path / "r1" / "000.parquet"
+    study = Study.__new__(Study)  # only the config-derived helpers below are used
+    study.config = config
+    smk = SimpleNamespace(
+        params=SimpleNamespace(teacher=study.teacher_params("r1"), prompts={}, seed=1,
+                               prompt_style="chat"),
+        wildcards=SimpleNamespace(teacher="r1", round="1", shard="000"),
+        input=SimpleNamespace(shard=str(shard), earlier=[],
+                              model=study.teacher_generate_inputs("r1")),
+        output=SimpleNamespace(responses=str(out)), config=config)
+    prov = Provenance("generate")
+    generate_from_snakemake(smk, prov)
+    rows = read_rows(out, schemas.RESPONSE)
+    assert [r["query_id"] for r in rows] == ["q0", "q1", "q2"]
+    assert {r["body"]["model"] for r in server.log} == {"deepseek-ai/DeepSeek-R1"}
+    assert prov.record["backend"]["backend"] == "openai"
+    assert prov.record["queries_generated"] == 3
+    assert not (tmp_path / "r1" / "000.parquet.partial").exists()

@@ -115,3 +115,23 @@ def test_config_rejects_bad_replay_teachers(mutate, message):
     mutate(cfg["teachers"]["am"])
     with pytest.raises(ConfigError, match=message):
         validate_config(copy.deepcopy(cfg))
+
+
+def test_the_response_comes_from_the_row_the_query_came_from(tmp_path):
+    """The same question twice in a release: the query stage keeps one row (here the
+    second, as if the first had failed a filter); replay answers from that row."""
+    from test_am_format import assistant, human, row
+
+    twice = {"math": [row(human("What is 3 + 4?", "math", ground_truth="7"),
+                          assistant("first row", "\\boxed{8}")),
+                      row(human("What is 3 + 4?", "math", ground_truth="7"),
+                          assistant("second row", "\\boxed{7}"))]}
+    spec = {"name": "am", "format": "am_release", "path": str(write_release(tmp_path, twice))}
+    first, second = [r for kind, r in iter_normalized(spec) if kind == "query"]
+    assert first["query_id"] == second["query_id"]
+    kept = json.loads(second["meta"])["source_id"]
+    gen = ReplayGenerator(spec, source_ids={second["query_id"]: kept})
+    [(_, [out])] = list(gen.generate(_requests([second]), SamplingSpec(n=1), []))
+    assert "second row" in out.text
+    [(_, [out])] = list(ReplayGenerator(spec).generate(_requests([second]), SamplingSpec(n=1), []))
+    assert "first row" in out.text  # without the pin: the first row in file order

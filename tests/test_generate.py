@@ -396,15 +396,61 @@ def test_generate_shard_resumes_without_regenerating(demo_cfg, tmp_path):
     first = CrashingGenerator(crash_after=5)
     with pytest.raises(KeyboardInterrupt):
         generate_shard(queries, teacher, 1, 9, out, lambda: first, FlushPolicy(every=2))
-    # flushed every 2 queries: 4 of the 5 finished survive the crash, the 5th was in memory
+    # flushed every 2 queries, and once more as the error passed: all 5 finished survive
     parts = sorted((tmp_path / "r1" / "000.parquet.partial").glob("part-*.parquet"))
-    assert len(parts) == 2
+    assert len(parts) == 3
     second = CrashingGenerator()
     rows, counts = generate_shard(queries, teacher, 1, 9, out, lambda: second, FlushPolicy(every=2))
-    assert second.asked == ["q4", "q5", "q6"]  # the finished ones were not asked again
-    assert counts["queries_resumed"] == 4 and counts["queries_generated"] == 3
+    assert second.asked == ["q5", "q6"]  # the finished ones were not asked again
+    assert counts["queries_resumed"] == 5 and counts["queries_generated"] == 2
     assert [(r["query_id"], r["sample"]) for r in rows] == [
         (f"q{i}", s) for i in range(7) for s in range(2)]  # one row each, in query order
+
+
+def test_duplicate_query_ids_fail_before_generating(demo_cfg, tmp_path):
+    from distillab.generate import generate_shard
+
+    gen = CrashingGenerator()
+    with pytest.raises(ValueError, match="query id 'a' twice in the shard"):
+        generate_shard([_q("a"), _q("b"), _q("a")], _teacher(demo_cfg), 1, 0,
+                       tmp_path / "000.parquet", lambda: gen)
+    assert gen.asked == []
+
+
+def test_parts_after_a_gap_do_not_overwrite(demo_cfg, tmp_path):
+    from distillab.generate import FlushPolicy, generate_shard
+
+    teacher = _teacher(demo_cfg, n=1)
+    out = tmp_path / "000.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        generate_shard([_q(f"q{i}") for i in range(4)], teacher, 1, 0, out,
+                       lambda: CrashingGenerator(crash_after=3), FlushPolicy(every=1))
+    partial = tmp_path / "000.parquet.partial"
+    (partial / "part-000002.parquet").unlink()  # q1 lost by hand: a gap
+    gen = CrashingGenerator()
+    rows, _ = generate_shard([_q(f"q{i}") for i in range(4)], teacher, 1, 0, out, lambda: gen,
+                             FlushPolicy(every=1))
+    assert gen.asked == ["q1", "q3"]
+    assert [r["query_id"] for r in rows] == ["q0", "q1", "q2", "q3"]
+
+
+def test_resumed_rows_are_split_by_the_current_parser(demo_cfg, tmp_path):
+    """Parts store think/answer as split when generated; the output re-splits the text."""
+    import pandas as pd
+
+    from distillab.generate import generate_shard
+
+    teacher = _teacher(demo_cfg, n=1)
+    out = tmp_path / "000.parquet"
+    with pytest.raises(KeyboardInterrupt):
+        generate_shard([_q("a"), _q("b")], teacher, 1, 0, out,
+                       lambda: CrashingGenerator(crash_after=1))
+    [part] = (tmp_path / "000.parquet.partial").glob("part-*.parquet")
+    stale = pd.read_parquet(part).assign(think="old split", answer="old")
+    table_from_rows(stale.to_dict("records"), schemas.RESPONSE)
+    stale.to_parquet(part)
+    rows, _ = generate_shard([_q("a"), _q("b")], teacher, 1, 0, out, CrashingGenerator)
+    assert (rows[0]["think"], rows[0]["answer"]) == ("r0s0", "0")
 
 
 def test_generate_shard_nothing_left_never_opens_the_model(demo_cfg, tmp_path):
@@ -458,13 +504,15 @@ def test_reasoning_returned_apart_is_put_back_in_think():
     assert row["text"].startswith("<think>\n2 + 2 = 4\n</think>")
 
 
-def test_stop_string_stripped_by_endpoint_still_gives_an_answer():
+def test_open_answer_is_none_whatever_the_finish_reason():
+    """The split reads the text only: a backend whose server strips the stop string puts
+    it back (gen_openai), so an open <answer> here means a cut-off answer."""
     from distillab.generate import response_rows
 
-    stopped = GenOutput("<think>x</think><answer>42", 5, "stop")
-    cut = GenOutput("<think>x</think><answer>42", 5, "length")
-    rows = response_rows(_q("a"), [stopped, cut], "t", 1, "h")
-    assert [r["answer"] for r in rows] == ["42", None]
+    outs = [GenOutput("<think>x</think><answer>42", 5, "stop"),
+            GenOutput("<think>x</think><answer>42", 5, "length"),
+            GenOutput("<think>x</think><answer>42</answer>", 5, "stop")]
+    assert [r["answer"] for r in response_rows(_q("a"), outs, "t", 1, "h")] == [None, None, "42"]
 
 
 def test_gen_request_needs_exactly_one_prompt_form():

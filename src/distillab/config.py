@@ -96,10 +96,21 @@ def _check_references(config: dict) -> None:
             if spec.get("max_rounds", config["generation"]["max_rounds"]) != 1:
                 raise ConfigError(f"{where}.max_rounds: a replay teacher has one response per "
                                   "query, so it has one round (set max_rounds: 1)")
-        gpus = spec.get("tensor_parallel_size", 1) * spec.get("pipeline_parallel_size", 1)
-        if gpus % spec.get("nodes", 1):
-            raise ConfigError(f"config key teachers.{name}.nodes: {gpus} GPUs (tensor x "
-                              f"pipeline parallel) do not split over {spec['nodes']} nodes")
+        backend = spec.get("backend")
+        if backend == "vllm":
+            gpus = spec.get("tensor_parallel_size", 1) * spec.get("pipeline_parallel_size", 1)
+            if gpus % spec.get("nodes", 1):
+                raise ConfigError(f"config key teachers.{name}.nodes: {gpus} GPUs (tensor x "
+                                  f"pipeline parallel) do not split over {spec['nodes']} nodes")
+        # Parallel sizes may stay on an openai teacher: they describe the server it calls
+        # (configs/overlays/ turns a vllm teacher into an endpoint without removing them).
+        only = {"nodes": ("vllm", "openai"), "tensor_parallel_size": ("vllm", "openai"),
+                "pipeline_parallel_size": ("vllm", "openai"), "gpus": ("transformers",)}
+        for key, owners in only.items():
+            if key in spec and backend not in owners:
+                raise ConfigError(f"config key teachers.{name}.{key}: only for the "
+                                  f"{' / '.join(owners)} backend (this teacher's backend is "
+                                  f"{backend!r})")
         for backend in ("vllm", "openai", "replay"):
             if backend in spec and spec.get("backend") != backend:
                 raise ConfigError(f"config key teachers.{name}.{backend}: set, but the "

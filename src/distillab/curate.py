@@ -61,12 +61,14 @@ def verification_stats(queries: list[dict], verified: list[dict]) -> dict:
     return out
 
 
-def round_stats(n_queries: int, verified: list[dict]) -> list[dict]:
+def round_stats(n_queries: int, verified: list[dict], rounds: list[int] | None = None
+                ) -> list[dict]:
     """Per retry round: queries asked, responses, tokens generated, queries accepted in the
     round and the share accepted so far. How many rounds a teacher needs is itself a
-    measure of the teacher (a query is asked again only while no response passed)."""
+    measure of the teacher (a query is asked again only while no response passed).
+    ``rounds`` lists every configured round, so one that had nothing left to ask shows."""
     first_pass = {r["query_id"]: r["round"] for r in select_accepted(verified)}
-    rounds = sorted({r["round"] for r in verified})
+    rounds = sorted(set(rounds or []) | {r["round"] for r in verified})
     out, cumulative = [], 0
     for rnd in rounds:
         rows = [r for r in verified if r["round"] == rnd]
@@ -147,7 +149,7 @@ def accepted_from_snakemake(smk: Any, prov: Any) -> None:
     accepted = select_accepted(verified)
     stats = verification_stats(queries, verified)
     write_table(smk.output.accepted, accepted, schemas.VERIFIED)
-    rounds = round_stats(len(queries), verified)
+    rounds = round_stats(len(queries), verified, list(smk.params.rounds))
     write_json(smk.output.stats, {"teacher": smk.wildcards.teacher, "per_category": stats,
                                   "rounds": rounds})
     log.info("teacher %s: %d of %d queries accepted", smk.wildcards.teacher, len(accepted),

@@ -28,6 +28,11 @@ keyword arguments of :class:`OpenAIGenerator`; :func:`from_options` reads them):
     seeds).
 ``progress_interval_s`` (60)
     seconds between progress lines (samples done, rate, retries by cause).
+``on_client_error`` (``fail``)
+    what a 400/413/422 reply does: ``fail`` ends the job (a wrong setting fails every
+    request: better to stop at once); ``record`` keeps the sample as an empty response
+    with finish reason ``error`` (counted, and failed by verification), for runs where a
+    few prompts exceed the server's context length.
 
 What is sent: ``temperature``, ``top_p``, ``max_tokens`` (= ``max_new_tokens``), ``stop``
 (when non-empty) and ``seed``; ``top_k`` and ``min_p`` only when set (non-zero). vLLM's
@@ -40,7 +45,7 @@ as DeepSeek's do not support ``n``, and a retried sample does not redo the other
 Retried (exponential backoff, full jitter): HTTP 408, 429 and every 5xx, timeouts,
 connection errors and resets, and 200 replies whose body is not the expected JSON.
 Other statuses (400, 401, 403, 404, 422, ...) fail at once with the status and the
-server's message. A sample that still fails after ``max_retries`` retries fails the
+server's message (400/413/422 may be recorded instead: ``on_client_error``). A sample that still fails after ``max_retries`` retries fails the
 whole ``generate()`` call, naming the request key, the attempts and the last error;
 results yielded before that are the caller's to keep (the generate stage has flushed
 them, and a rerun resumes).
@@ -69,6 +74,7 @@ from urllib.parse import urlsplit, urlunsplit
 import httpx2
 
 from distillab.generate import GenOutput, GenRequest, SamplingSpec
+from distillab.parse import ANSWER_CLOSE, ANSWER_OPEN
 
 log = logging.getLogger(__name__)
 
@@ -77,7 +83,8 @@ log = logging.getLogger(__name__)
 RETRYABLE_STATUS = frozenset({408, 429})
 
 OPTIONS = ("base_url", "model", "api_key_env", "concurrency", "timeout_s", "max_retries",
-           "backoff_base_s", "backoff_max_s", "extra_body", "progress_interval_s")
+           "backoff_base_s", "backoff_max_s", "extra_body", "progress_interval_s",
+           "on_client_error")
 
 # A server error message is shown up to this many characters.
 MAX_MESSAGE_CHARS = 500
@@ -85,6 +92,16 @@ MAX_MESSAGE_CHARS = 500
 
 class OpenAIBackendError(RuntimeError):
     """A request failed for good (non-retryable status, or retries exhausted)."""
+
+    def __init__(self, message: str, status: int | None = None):
+        super().__init__(message)
+        self.status = status
+
+
+# Statuses that condemn one request, not the setup (a prompt over the context length, a
+# parameter the model rejects): with ``on_client_error: record`` the sample is recorded
+# as an empty response with finish reason "error" instead of ending the job.
+REQUEST_ERROR_STATUS = frozenset({400, 413, 422})
 
 
 class _Retryable(Exception):
@@ -167,12 +184,16 @@ class OpenAIGenerator:
     def __init__(self, model: str, base_url: str, api_key_env: str | None = None,
                  concurrency: int = 16, timeout_s: float = 600.0, max_retries: int = 6,
                  backoff_base_s: float = 1.0, backoff_max_s: float = 60.0,
-                 extra_body: dict | None = None, progress_interval_s: float = 60.0):
+                 extra_body: dict | None = None, progress_interval_s: float = 60.0,
+                 on_client_error: str = "fail"):
         if not model:
             raise ValueError("openai backend: no model name (set openai.model)")
         if concurrency < 1 or timeout_s <= 0 or max_retries < 0:
             raise ValueError("openai backend: concurrency >= 1, timeout_s > 0 and "
                              "max_retries >= 0 required")
+        if on_client_error not in ("fail", "record"):
+            raise ValueError(f"openai backend: on_client_error must be fail or record, not "
+                             f"{on_client_error!r}")
         if urlsplit(base_url).scheme not in ("http", "https"):
             raise ValueError(f"openai backend: base_url {_public_url(base_url)!r} is not an "
                              "http(s) URL (e.g. http://node17:8000/v1)")
@@ -193,9 +214,10 @@ class OpenAIGenerator:
         self.backoff_max_s = float(backoff_max_s)
         self.extra_body = dict(extra_body or {})
         self.progress_interval_s = float(progress_interval_s)
+        self.on_client_error = on_client_error
         # Written by the loop thread, read by stats() from any thread.
         self._lock = threading.Lock()
-        self._requests = self._samples = self._failures = 0
+        self._requests = self._samples = self._failures = self._request_errors = 0
         self._retries: Counter[str] = Counter()
         self._completion_tokens = 0
         # httpx2 logs every request at INFO: one line per sample, 10^5 per job. Quieted
@@ -216,7 +238,8 @@ class OpenAIGenerator:
         with self._lock:
             return {"requests": self._requests, "samples": self._samples,
                     "retries": dict(sorted(self._retries.items())),
-                    "failures": self._failures, "completion_tokens": self._completion_tokens}
+                    "failures": self._failures, "request_errors": self._request_errors,
+                    "completion_tokens": self._completion_tokens}
 
     def describe(self) -> dict:
         return {"backend": "openai", "base_url": _public_url(self.base_url),
@@ -262,8 +285,15 @@ class OpenAIGenerator:
                 body[k] = v
         return path, body
 
-    def _parse(self, data: Any, chat: bool) -> GenOutput:
-        """The sample in a 200 reply; anything unexpected is a retryable bad body."""
+    def _parse(self, data: Any, chat: bool, stop: list[str] | None = None) -> GenOutput:
+        """The sample in a 200 reply; anything unexpected is a retryable bad body.
+
+        Servers strip the stop string that ended a sample; it is put back (the transformers
+        and vLLM backends keep it), so ``<answer>…</answer>`` stays whole: from vLLM's
+        ``stop_reason`` when the server sends it (null at end-of-sequence: nothing to put
+        back), else when the sample stopped inside an open ``<answer>`` and ``</answer>``
+        is a stop string (such servers cannot tell a stop string from end-of-sequence).
+        """
         try:
             choice = data["choices"][0]
             if chat:
@@ -282,8 +312,18 @@ class OpenAIGenerator:
             detail = data.get("error") if isinstance(data, dict) else None
             raise _Retryable("bad_body", f"unexpected reply ({type(exc).__name__}: {exc}"
                              f"{'; error: ' + str(detail) if detail else ''})") from None
-        return GenOutput(text=text or "", n_tokens=n_tokens,
-                         finish_reason=str(choice.get("finish_reason") or "unknown"),
+        text = text or ""
+        finish = str(choice.get("finish_reason") or "unknown")
+        if finish == "stop" and stop:
+            if "stop_reason" in choice:  # vLLM: the stop string, or null/a token id at EOS
+                matched = choice["stop_reason"]
+            elif ANSWER_CLOSE in stop and text.rfind(ANSWER_OPEN) > text.rfind(ANSWER_CLOSE):
+                matched = ANSWER_CLOSE  # other servers do not say which stop ended it
+            else:
+                matched = None
+            if isinstance(matched, str) and matched in stop and not text.endswith(matched):
+                text += matched
+        return GenOutput(text=text, n_tokens=n_tokens, finish_reason=finish,
                          reasoning=reasoning)
 
     def _error_message(self, resp: httpx2.Response) -> str:
@@ -316,11 +356,11 @@ class OpenAIGenerator:
                 data = resp.json()
             except ValueError as exc:
                 raise _Retryable("bad_body", f"reply is not JSON ({exc})") from None
-            return self._parse(data, chat=path == "/chat/completions")
+            return self._parse(data, chat=path == "/chat/completions", stop=body.get("stop"))
         message = f"HTTP {status}: {self._error_message(resp)}"
         if status in RETRYABLE_STATUS or status >= 500:
             raise _Retryable(f"http_{status}", message, retry_after_seconds(resp.headers))
-        raise OpenAIBackendError(message)
+        raise OpenAIBackendError(message, status)
 
     async def _sample(self, client: httpx2.AsyncClient, request: GenRequest, path: str,
                       body: dict, sample: int) -> GenOutput:
@@ -332,6 +372,11 @@ class OpenAIGenerator:
             try:
                 out = await self._attempt(client, path, body)
             except OpenAIBackendError as exc:
+                if self.on_client_error == "record" and exc.status in REQUEST_ERROR_STATUS:
+                    with self._lock:
+                        self._request_errors += 1
+                    log.warning("%s: %s: recorded as an error response", where, exc)
+                    return GenOutput(text="", n_tokens=0, finish_reason="error")
                 with self._lock:
                     self._failures += 1
                 raise OpenAIBackendError(f"{where} to {_public_url(self.base_url)}{path}: "

@@ -24,42 +24,46 @@ from typing import Any, Iterator, Sequence
 from distillab.am_format import AM_FILES, am_row_response, am_row_to_native
 from distillab.generate import GenOutput, GenRequest, SamplingSpec
 from distillab.queries import make_query_id, user_text
-from distillab.sources import BadRow, iter_jsonl_lines, source_files
+from distillab.sources import BadRow, iter_local_rows, source_files
 
 log = logging.getLogger(__name__)
 
 NOT_IN_RELEASE = "not_in_release"
 
 
-def released_responses(spec: dict, wanted: set[str], model_name: str | None = None
-                       ) -> dict[str, dict]:
+def released_responses(spec: dict, wanted: set[str], model_name: str | None = None,
+                       source_ids: dict[str, str | None] | None = None) -> dict[str, dict]:
     """``query_id -> am_row_response`` for the wanted queries of an ``am_release`` source.
 
-    Rows the query stage rejected as malformed are skipped here (the query stage records
-    them); ``model_name`` keeps only responses whose ``info.model_name`` matches.
+    ``source_ids`` (query id -> the release row the query stage kept, ``meta.source_id``)
+    pins each query to its own row: a release can hold the same question twice, and the
+    response must come from the row the query (and its reference) came from. Rows the
+    query stage rejected as malformed are skipped here (the query stage records them);
+    ``model_name`` keeps only responses whose ``info.model_name`` matches.
     """
     found: dict[str, dict] = {}
     rows = other_model = 0
-    for path in source_files(spec):
-        stem = Path(path).name.split(".")[0]
-        for _, obj, err in iter_jsonl_lines(path):
-            rows += 1
-            if err is not None:
-                continue
-            try:
-                native = am_row_to_native(obj, stem if stem in AM_FILES else None)
-            except BadRow:
-                continue
-            query_id = make_query_id(spec["name"], user_text(native["messages"]))
-            if query_id not in wanted or query_id in found:
-                continue
-            response = am_row_response(obj)
-            if response is None:
-                continue
-            if model_name is not None and response["model_name"] != model_name:
-                other_model += 1
-                continue
-            found[query_id] = response
+    for location, prefix, n, obj, err in iter_local_rows(spec):
+        rows += 1
+        if err is not None:
+            continue
+        stem = Path(location).name.split(".")[0]
+        try:
+            native = am_row_to_native(obj, stem if stem in AM_FILES else None)
+        except BadRow:
+            continue
+        query_id = make_query_id(spec["name"], user_text(native["messages"]))
+        if query_id not in wanted or query_id in found:
+            continue
+        if source_ids is not None and source_ids.get(query_id) not in (None, f"{prefix}{n}"):
+            continue  # the same question in another row: not the one the query came from
+        response = am_row_response(obj)
+        if response is None:
+            continue
+        if model_name is not None and response["model_name"] != model_name:
+            other_model += 1
+            continue
+        found[query_id] = response
     log.info("release %s: %d rows read, %d of %d wanted queries found%s", spec["name"], rows,
              len(found), len(wanted),
              f", {other_model} by other models skipped" if other_model else "")
@@ -70,11 +74,12 @@ class ReplayGenerator:
     """Answers requests with the released response of the same query (``request.key``)."""
 
     def __init__(self, source_spec: dict, model_name: str | None = None,
-                 tokenizer_path: str | None = None, revision: str | None = None):
+                 tokenizer_path: str | None = None, revision: str | None = None,
+                 source_ids: dict[str, str | None] | None = None):
         if source_spec.get("format") != "am_release":
             raise ValueError(f"replay source {source_spec.get('name')!r} must have format "
                              f"am_release, not {source_spec.get('format')!r}")
-        self.spec, self.model_name = source_spec, model_name
+        self.spec, self.model_name, self.source_ids = source_spec, model_name, source_ids
         self.tokenizer = None
         if tokenizer_path is not None:
             from transformers import AutoTokenizer
@@ -85,12 +90,14 @@ class ReplayGenerator:
 
     @classmethod
     def from_options(cls, options: dict, queries_config: dict, tokenizer_path: str | None = None,
-                     revision: str | None = None) -> "ReplayGenerator":
+                     revision: str | None = None,
+                     source_ids: dict[str, str | None] | None = None) -> "ReplayGenerator":
         specs = {s["name"]: s for s in queries_config["sources"]}
         if options["source"] not in specs:
             raise ValueError(f"replay source {options['source']!r} is not a query source "
                              f"(have {sorted(specs)})")
-        return cls(specs[options["source"]], options.get("model_name"), tokenizer_path, revision)
+        return cls(specs[options["source"]], options.get("model_name"), tokenizer_path, revision,
+                   source_ids)
 
     def _n_tokens(self, text: str) -> int:
         if self.tokenizer is None:
@@ -102,7 +109,8 @@ class ReplayGenerator:
         if sampling.n != 1:
             raise ValueError(f"replay has one response per query; sampling.n is {sampling.n}")
         t0 = time.monotonic()
-        found = released_responses(self.spec, {r.key for r in requests}, self.model_name)
+        found = released_responses(self.spec, {r.key for r in requests}, self.model_name,
+                                   self.source_ids)
         for i, request in enumerate(requests):
             response = found.get(request.key)
             if response is None:

@@ -6,6 +6,7 @@ earlier round accepted (DESIGN.md §1: the retry loop is static, one file per ro
 
 from __future__ import annotations
 
+import json
 import logging
 import os
 import shutil
@@ -69,7 +70,8 @@ class GenRequest:
     Chat prompts carry the whole conversation (system prompt, demonstrations, user turns)
     and each backend applies its model's chat template (or the endpoint does); plain-text
     prompts (few-shot prompts for base models) carry ``text``. ``seed`` is per request
-    and stable across restarts, so a resumed job asks the same question the same way.
+    and stable across restarts, so on the backends that take a seed per request (vLLM,
+    endpoints) a resumed job samples exactly as an uninterrupted one would.
     """
 
     key: str
@@ -226,8 +228,10 @@ class TransformersGenerator:
                  stop: list[str]) -> Iterator[tuple[int, list[GenOutput]]]:
         """Batched generation; yields each request once its ``n`` samples are done.
 
-        Seeds are per batch (``sampling.seed`` and the batch number): transformers samples
-        a batch from one generator, so per-request seeds would cost the batching.
+        Seeds are per batch (``sampling.seed`` and the batch number), not per request:
+        transformers samples a batch from one generator, so per-request seeds would cost
+        the batching. A resumed job therefore samples its remaining requests in other
+        batches than an uninterrupted run would (each output is still a valid sample).
         """
         from transformers import LogitsProcessorList, StoppingCriteriaList
 
@@ -323,7 +327,7 @@ def _cut_at_stop(text: str, stop: list[str]) -> tuple[str, bool]:
 BACKEND_OPTIONS = ("batch_size", "dtype", "quantization", "tensor_parallel_size",
                    "pipeline_parallel_size", "max_model_len", "gpu_memory_utilization",
                    "vllm", "openai", "replay")
-OPERATIONAL_OPTIONS = ("gpu_memory_utilization",)
+OPERATIONAL_OPTIONS = ("gpu_memory_utilization", "max_rounds", "nodes", "gpus")
 OPERATIONAL_NESTED = {
     "vllm": ("chunk_size",),
     "openai": ("base_url", "api_key_env", "concurrency", "timeout_s", "max_retries",
@@ -335,8 +339,9 @@ def make_generator(backend: str, model_path: str | None, revision: str | None, o
                    **context: Any) -> Generator:
     """The backend named in a teacher's (or judge's, or evaluator's) config.
 
-    ``context`` carries what only some backends need: ``queries_config`` (replay reads a
-    query source) and ``tokenizer_path`` (replay counts tokens with the teacher's tokenizer).
+    ``context`` carries what only replay needs: ``queries_config`` (it reads a query
+    source) and ``source_ids`` (query id -> the source row it came from); replay's
+    ``model_path`` is the tokenizer that counts the released responses' tokens.
     """
     if backend == "transformers":
         return TransformersGenerator(model_path, revision=revision,
@@ -357,7 +362,8 @@ def make_generator(backend: str, model_path: str | None, revision: str | None, o
         from distillab.gen_replay import ReplayGenerator
 
         return ReplayGenerator.from_options(options["replay"], context["queries_config"],
-                                            tokenizer_path=model_path, revision=revision)
+                                            tokenizer_path=model_path, revision=revision,
+                                            source_ids=context.get("source_ids"))
     raise ValueError(f"unknown generation backend {backend!r} "
                      f"(known: transformers, vllm, openai, replay)")
 
@@ -432,8 +438,7 @@ def response_rows(query: dict, outputs: list[GenOutput], teacher: str, round_: i
     rows = []
     for s, o in enumerate(outputs):
         text = o.full_text()
-        # Endpoints strip the stop string ``</answer>``: a stopped answer is complete.
-        think, answer = split_think_answer(text, stopped_at_answer_end=o.finish_reason == "stop")
+        think, answer = split_think_answer(text)
         rows.append({
             "query_id": query["query_id"], "teacher": teacher, "round": round_,
             "sample": s, "text": text, "think": think, "answer": answer,
@@ -472,16 +477,16 @@ class PartialResponses:
 
     Snakemake deletes the output of a failed job, so work in progress lives in
     ``<output>.partial/``: ``part-NNNNNN.parquet`` files written atomically, one per flush,
-    and ``meta.json`` with the fingerprint of the job (teacher params hash, seed, n). A
-    restarted job with the same fingerprint takes every query found there as done; a
-    different fingerprint (the teacher changed) discards the parts. The directory goes
-    once the output is written.
+    and ``meta.json`` with the fingerprint of the job (teacher params hash, model entry,
+    seed, round, n). A restarted job with the same fingerprint takes every query found
+    there as done; a different fingerprint (the teacher or its weights changed) discards
+    the parts. The directory goes once the output is written.
     """
 
     def __init__(self, output: str | os.PathLike, fingerprint: dict):
         self.dir = Path(f"{output}.partial")
         self.fingerprint = fingerprint
-        self.parts = 0
+        self.next_part = 1
 
     def load(self) -> dict[str, list[dict]]:
         """Rows of the finished queries found on disk, by query id."""
@@ -497,18 +502,20 @@ class PartialResponses:
         for path in paths:
             for row in read_rows(path, schemas.RESPONSE):
                 done.setdefault(row["query_id"], []).append(row)
-        self.parts = len(paths)
+        # after the highest part on disk, so a gap never makes a part overwrite another
+        self.next_part = max((int(p.stem.split("-")[1]) for p in paths), default=0) + 1
         n = self.fingerprint["n"]
         for qid, rows in done.items():
             if sorted(r["sample"] for r in rows) != list(range(n)):
-                raise RuntimeError(f"{self.dir}: query {qid!r} has samples "
-                                   f"{sorted(r['sample'] for r in rows)}, expected 0..{n - 1}")
+                raise RuntimeError(
+                    f"{self.dir}: query {qid!r} has samples {sorted(r['sample'] for r in rows)}"
+                    f", expected 0..{n - 1}; delete the directory to generate the shard anew")
         return done
 
     def append(self, rows: list[dict]) -> None:
         if rows:
-            self.parts += 1
-            write_table(self.dir / f"part-{self.parts:06d}.parquet", rows, schemas.RESPONSE)
+            write_table(self.dir / f"part-{self.next_part:06d}.parquet", rows, schemas.RESPONSE)
+            self.next_part += 1
 
     def discard(self) -> None:
         shutil.rmtree(self.dir, ignore_errors=True)
@@ -517,27 +524,41 @@ class PartialResponses:
 @dataclass(frozen=True)
 class FlushPolicy:
     """When finished requests go to disk: every ``every`` queries or ``interval_s`` seconds,
-    whichever comes first (a killed job loses at most that much work)."""
+    whichever comes first (a killed job loses at most that much work; a job that fails
+    with an error flushes what it finished first)."""
 
     every: int = 64
     interval_s: float = 120.0
 
 
+def _resplit(row: dict) -> dict:
+    """A stored row with think/answer split again from its text, so rows resumed from an
+    older run follow the parser of this one."""
+    think, answer = split_think_answer(row["text"])
+    return {**row, "think": think, "answer": answer}
+
+
 def generate_shard(queries: list[dict], teacher: TeacherSpec, round_: int, seed: int,
                    output: str | os.PathLike, open_generator: Callable[[], Generator],
-                   flush: FlushPolicy = FlushPolicy()) -> tuple[list[dict], dict]:
+                   flush: FlushPolicy = FlushPolicy(), fingerprint: dict | None = None
+                   ) -> tuple[list[dict], dict]:
     """Answer ``queries``, resuming from the partial parts of an interrupted run.
 
     ``open_generator`` is only called when something is left to generate (loading a model
-    is the slow part of a resumed job). Returns the rows in query order and the counts
-    for provenance.
+    is the slow part of a resumed job). ``fingerprint`` adds what else must match for
+    parts to be reused (the model's registry entry). Returns the rows in query order and
+    the counts for provenance.
     """
+    seen: set[str] = set()
+    for q in queries:
+        if q["query_id"] in seen:
+            raise ValueError(f"{output}: query id {q['query_id']!r} twice in the shard")
+        seen.add(q["query_id"])
     n = teacher.sampling.n
     store = PartialResponses(output, {"gen_params_hash": teacher.params_hash(), "seed": seed,
-                                      "round": round_, "n": n})
+                                      "round": round_, "n": n, **(fingerprint or {})})
     done = store.load()
-    pending_ids = {q["query_id"] for q in queries}
-    stale = sorted(set(done) - pending_ids)
+    stale = sorted(set(done) - seen)
     if stale:  # settled since (an earlier round was re-verified): not part of this job
         log.info("%d finished queries in %s are no longer pending: ignored", len(stale),
                  store.dir)
@@ -547,32 +568,36 @@ def generate_shard(queries: list[dict], teacher: TeacherSpec, round_: int, seed:
         log.info("resuming: %d of %d queries already done in %s", resumed, len(queries),
                  store.dir)
     generated = 0
-    backend: dict = {}
+    backend: dict = {"backend": teacher.backend}
     if todo:
         generator = open_generator()
         buffer: list[dict] = []
         t0 = last_flush = time.monotonic()
-        for rows in iter_responses(todo, teacher, generator, round_, seed):
-            buffer.extend(rows)
-            generated += 1
-            now = time.monotonic()
-            if len(buffer) >= flush.every * n or now - last_flush >= flush.interval_s:
-                store.append(buffer)
-                buffer, last_flush = [], now
-                log.info("%d/%d queries done (%d resumed), %.2f queries/s", resumed + generated,
-                         len(queries), resumed, generated / max(now - t0, 1e-9))
-        store.append(buffer)
+        try:
+            for rows in iter_responses(todo, teacher, generator, round_, seed):
+                buffer.extend(rows)
+                generated += 1
+                now = time.monotonic()
+                if len(buffer) >= flush.every * n or now - last_flush >= flush.interval_s:
+                    store.append(buffer)
+                    buffer, last_flush = [], now
+                    log.info("%d/%d queries done (%d resumed), %.2f queries/s",
+                             resumed + generated, len(queries), resumed,
+                             generated / max(now - t0, 1e-9))
+        finally:  # an error ends the job, but what finished is kept for the rerun
+            store.append(buffer)
         backend = generator.describe()  # after the run: it carries retry and failure counts
         close = getattr(generator, "close", None)
         if close is not None:
             close()
         done = store.load()
-    rows = [row for q in queries for row in sorted(done[q["query_id"]], key=lambda r: r["sample"])]
+    rows = [_resplit(row) for q in queries
+            for row in sorted(done[q["query_id"]], key=lambda r: r["sample"])]
     if len(rows) != len(queries) * n:
         raise RuntimeError(f"{output}: {len(rows)} responses for {len(queries)} queries x {n} "
                            f"samples")
     counts = {"queries_resumed": resumed, "queries_generated": generated,
-              "partial_parts": store.parts, "backend": backend}
+              "partial_parts": store.next_part - 1, "backend": backend}
     return rows, counts
 
 
@@ -581,9 +606,10 @@ def generate_from_snakemake(smk: Any, prov: Any) -> None:
 
     p = smk.params
     name = smk.wildcards.teacher
-    # Operational knobs (endpoint, concurrency, chunking) come from the live config, not
-    # from params: Snakemake reruns a job when its params change, and they change nothing.
-    teacher_cfg = {**smk.config["teachers"][name], **p.teacher}
+    # The teacher comes from the live config: params only trigger reruns, and they leave
+    # out the operational knobs (endpoint, concurrency, chunking, flushing) on purpose.
+    teacher_cfg = smk.config["teachers"][name]
+    model_entry = smk.config["models"][teacher_cfg["model"]]
     teacher = TeacherSpec.from_config(name, teacher_cfg, p.prompts, p.prompt_style)
     round_ = int(smk.wildcards.round)
     shard = read_rows(smk.input.shard, schemas.QUERY)
@@ -594,14 +620,19 @@ def generate_from_snakemake(smk: Any, prov: Any) -> None:
              teacher.name, round_, smk.wildcards.shard, len(todo), len(shard))
 
     def open_generator() -> Generator:
-        # An endpoint teacher (openai) reads no local model.
-        path, revision = load_location(smk.input.model[0]) if smk.input.model else (None, None)
+        if smk.input.model:
+            path, revision = load_location(smk.input.model[0])
+        else:  # an endpoint (openai): the served name defaults to the model's hub id
+            path, revision = model_entry.get("repo_id", teacher.model), None
         return make_generator(teacher.backend, path, revision, teacher.options,
-                              queries_config=smk.config["queries"])
+                              queries_config=smk.config["queries"],
+                              source_ids={q["query_id"]: json.loads(q["meta"]).get("source_id")
+                                          for q in todo})
 
-    flush = FlushPolicy(**p.flush)
+    generation = smk.config["generation"]
+    flush = FlushPolicy(generation["flush_every"], generation["flush_interval_s"])
     rows, counts = generate_shard(todo, teacher, round_, seed, smk.output.responses,
-                                  open_generator, flush)
+                                  open_generator, flush, fingerprint={"model": model_entry})
     write_table(smk.output.responses, rows, schemas.RESPONSE)
     PartialResponses(smk.output.responses, {}).discard()
     prov.add(rows_in=len(shard), queries_pending=len(todo), rows_out=len(rows), seed=seed,

@@ -358,8 +358,9 @@ def map_row(row: dict, fields: dict[str, str], row_id: str) -> dict:
 # --------------------------------------------------------------------------- sources
 
 
-def _local_rows(spec: dict) -> Iterator[tuple[str, str, int, dict | None, BadRow | None]]:
-    """(location, id prefix, row number, object, error) over every file of the source."""
+def iter_local_rows(spec: dict) -> Iterator[tuple[str, str, int, dict | None, BadRow | None]]:
+    """(location, id prefix, row number, object, error) over every file of the source;
+    ``id prefix + row number`` is the row's id (``meta.source_id`` of its query)."""
     files = source_files(spec)
     base = os.path.commonpath([str(f.parent) for f in files])
     for path in files:
@@ -388,7 +389,7 @@ def iter_source_rows(spec: dict) -> Iterator[SourceRow]:
         location = hf_location(spec)
         rows: Iterator = ((location, "", n, obj, None) for n, obj in iter_hf_rows(spec))
     else:
-        rows = _local_rows(spec)
+        rows = iter_local_rows(spec)
     if fmt == "am_release":
         from distillab.am_format import AM_FILES, am_row_to_native
 
@@ -419,6 +420,7 @@ __all__ = [
     "check_source_spec",
     "iter_hf_rows",
     "iter_jsonl_lines",
+    "iter_local_rows",
     "iter_parquet_rows",
     "iter_source_rows",
     "map_row",
