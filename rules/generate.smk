@@ -21,10 +21,6 @@ rule generate:
     params:
         teacher=lambda w: S.teacher_params(w.teacher),
         prompts=config.get("prompts", {}),
-        flush={
-            "every": config["generation"]["flush_every"],
-            "interval_s": config["generation"]["flush_interval_s"],
-        },
         prompt_style=lambda w: S.prompt_style(config["teachers"][w.teacher]["model"]),
         seed=config["seed"],
         code=lambda w: S.generate_code_version(w.teacher),
