@@ -307,7 +307,15 @@ def test_backend_specific_teacher_keys(demo_raw):
     fails(cfg, "config key teachers.smollm2-135m.nodes", "only for the vllm / openai backend")
     cfg = copy.deepcopy(demo_raw)
     cfg["teachers"]["smollm2-135m"]["openai"] = {"base_url": "http://x/v1"}
-    fails(cfg, "config key teachers.smollm2-135m.openai", "teacher's backend is 'transformers'")
+    fails(cfg, "config key teachers.smollm2-135m.openai", "backend is 'transformers'")
+
+
+def test_paper_overlay_turns_r1_into_an_endpoint(paper_raw):
+    overlay = yaml.safe_load((REPO / "configs/overlays/deepseek-r1-endpoint.yaml").read_text())
+    cfg = copy.deepcopy(paper_raw)
+    cfg["teachers"]["deepseek-r1"].update(overlay["teachers"]["deepseek-r1"])  # as Snakemake merges
+    validate_config(cfg)
+    assert cfg["teachers"]["deepseek-r1"]["backend"] == "openai"
 
 
 def test_vllm_gpus_must_split_over_nodes(paper_raw):

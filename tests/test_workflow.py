@@ -168,3 +168,27 @@ def test_paper_study_plans_without_network():
     assert proc.returncode == 0, proc.stderr[-3000:]
     for rule in ("generate", "verify", "train", "evaluate", "report"):
         assert re.search(rf"^{rule}\s+\d+", proc.stdout, re.M), rule
+
+
+@slow
+def test_paper_study_with_r1_behind_an_endpoint_plans():
+    """The overlay turns DeepSeek-R1 into an openai teacher: its generate jobs read no
+    local model, so R1's 671B weights are not prepared; nothing else changes."""
+    def plan(*configs: str) -> str:
+        proc = subprocess.run(
+            [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "-n",
+             "--cores", "1", "--directory", str(REPO), "--configfile",
+             *[str(REPO / c) for c in configs]],
+            capture_output=True, text=True, timeout=600,
+            env={**os.environ, "HF_HUB_OFFLINE": "1", "DISTILLAB_R1_URL": "http://r1:8000/v1"},
+        )
+        assert proc.returncode == 0, proc.stderr[-3000:]
+        return proc.stdout
+
+    def jobs(stdout: str) -> dict[str, int]:
+        return {m[1]: int(m[2]) for m in re.finditer(r"^(\w+)\s+(\d+)$", stdout, re.M)}
+
+    vllm = jobs(plan("configs/paper.yaml"))
+    endpoint = jobs(plan("configs/paper.yaml", "configs/overlays/deepseek-r1-endpoint.yaml"))
+    assert endpoint["prepare_model"] == vllm["prepare_model"] - 1
+    assert endpoint["generate"] == vllm["generate"]

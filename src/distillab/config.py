@@ -102,19 +102,17 @@ def _check_references(config: dict) -> None:
             if gpus % spec.get("nodes", 1):
                 raise ConfigError(f"config key teachers.{name}.nodes: {gpus} GPUs (tensor x "
                                   f"pipeline parallel) do not split over {spec['nodes']} nodes")
-        # Parallel sizes may stay on an openai teacher: they describe the server it calls
-        # (configs/overlays/ turns a vllm teacher into an endpoint without removing them).
+        # The vllm block and parallel sizes may stay on an openai teacher: they describe
+        # the server it calls (configs/overlays/ turn a vllm teacher into an endpoint, and
+        # a merged config file cannot remove keys).
         only = {"nodes": ("vllm", "openai"), "tensor_parallel_size": ("vllm", "openai"),
-                "pipeline_parallel_size": ("vllm", "openai"), "gpus": ("transformers",)}
+                "pipeline_parallel_size": ("vllm", "openai"), "vllm": ("vllm", "openai"),
+                "gpus": ("transformers",), "openai": ("openai",), "replay": ("replay",)}
         for key, owners in only.items():
             if key in spec and backend not in owners:
                 raise ConfigError(f"config key teachers.{name}.{key}: only for the "
                                   f"{' / '.join(owners)} backend (this teacher's backend is "
                                   f"{backend!r})")
-        for backend in ("vllm", "openai", "replay"):
-            if backend in spec and spec.get("backend") != backend:
-                raise ConfigError(f"config key teachers.{name}.{backend}: set, but the "
-                                  f"teacher's backend is {spec.get('backend')!r}")
     tok = config["curation"]["tokenizer_model"]
     if tok not in models:
         raise ConfigError(f"config key curation.tokenizer_model: {tok!r} is not defined under models")
