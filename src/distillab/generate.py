@@ -329,7 +329,7 @@ BACKEND_OPTIONS = ("batch_size", "dtype", "quantization", "tensor_parallel_size"
                    "vllm", "openai", "replay")
 OPERATIONAL_OPTIONS = ("gpu_memory_utilization", "max_rounds", "nodes", "gpus")
 OPERATIONAL_NESTED = {
-    "vllm": ("chunk_size",),
+    "vllm": ("chunk_size", "stream"),
     "openai": ("base_url", "api_key_env", "concurrency", "timeout_s", "max_retries",
                "backoff_base_s", "backoff_max_s", "progress_interval_s"),
 }
