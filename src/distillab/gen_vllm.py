@@ -267,6 +267,14 @@ class VLLMGenerator:
             ready.append((i, {"prompt_token_ids": ids}, self._params(requests[i], sampling, stop)))
         return ready, too_long
 
+    @staticmethod
+    def _submit(method: Any, ready: list[tuple[int, dict, Any]], what: str) -> list:
+        """``LLM.generate`` or ``LLM.enqueue`` on prepared requests, one result each."""
+        results = method([p for _, p, _ in ready], [s for _, _, s in ready], use_tqdm=False)
+        if len(results) != len(ready):
+            raise RuntimeError(f"vLLM returned {len(results)} {what} for {len(ready)} prompts")
+        return results
+
     # -- generation ----------------------------------------------------------------
 
     def generate(self, requests: Sequence[GenRequest], sampling: SamplingSpec,
@@ -296,11 +304,7 @@ class VLLMGenerator:
                 yield i, _too_long(sampling.n)
             if not ready:
                 continue
-            outputs = self.llm.generate([p for _, p, _ in ready], [s for _, _, s in ready],
-                                        use_tqdm=False)
-            if len(outputs) != len(ready):
-                raise RuntimeError(f"vLLM returned {len(outputs)} outputs for {len(ready)} "
-                                   f"prompts")
+            outputs = self._submit(self.llm.generate, ready, "outputs")
             for (i, _, _), out in zip(ready, outputs):
                 yield i, [to_gen_output(c, stop) for c in out.outputs]
 
@@ -320,11 +324,7 @@ class VLLMGenerator:
             indices = [i for _, i in zip(range(k), todo)]
             ready, too_long = self._prepare(requests, indices, sampling, stop)
             if ready:
-                ids = self.llm.enqueue([p for _, p, _ in ready], [s for _, _, s in ready],
-                                       use_tqdm=False)
-                if len(ids) != len(ready):
-                    raise RuntimeError(f"vLLM returned {len(ids)} request ids for "
-                                       f"{len(ready)} prompts")
+                ids = self._submit(self.llm.enqueue, ready, "request ids")
                 for (i, _, _), rid in zip(ready, ids):
                     # enqueue returns the engine's id ("<external>-<random>" since vLLM
                     # 0.12); outputs carry the external one.
