@@ -66,4 +66,4 @@ $(VLLM_MODEL)/config.json:
 vllm-test: vllm-setup $(VLLM_MODEL)/config.json
 	PATH=$(abspath $(VLLM_VENV))/bin:$$PATH \
 	DISTILLAB_VLLM_MODEL=$(abspath $(VLLM_MODEL)) VLLM_CPU_KVCACHE_SPACE=1 \
-	$(VLLM_VENV)/bin/pytest tests/test_gen_vllm.py
+	$(VLLM_VENV)/bin/pytest tests/test_gen_vllm.py tests/test_perplexity.py
