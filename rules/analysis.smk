@@ -1,6 +1,11 @@
 rule analysis:
     input:
         datasets=expand(f"{R}/parallel/{{teacher}}.parquet", teacher=S.teachers),
+        accepted_stats=expand(
+            f"{R}/accepted/{{teacher}}.stats.json", teacher=S.teachers
+        ),
+        curated_stats=expand(f"{R}/curated/{{teacher}}.stats.json", teacher=S.teachers),
+        perplexity=[p for t in S.teachers for p in S.perplexity_scores(t)],
     output:
         stats=f"{R}/analysis/stats.json",
         instances_tokens=report(
@@ -11,6 +16,11 @@ rule analysis:
         lengths_hist=report(
             f"{R}/analysis/lengths_hist.png",
             caption="../docs/report/lengths_hist.rst",
+            category="Training data",
+        ),
+        perplexity=report(
+            f"{R}/analysis/perplexity.png",
+            caption="../docs/report/perplexity.rst",
             category="Training data",
         ),
         lengths_box=report(

@@ -82,3 +82,19 @@ def tiny_model(tmp_path_factory, one_thread) -> str:
     model.save_pretrained(out)
     tok.save_pretrained(out)
     return str(out)
+
+
+@pytest.fixture(scope="session")
+def micro_study(tmp_path_factory):
+    """The micro study (tests/micro.py), run once to completion for the whole session:
+    (workdir, config path). Tests may dry-run against it but must not change it."""
+    import yaml
+
+    from micro import micro_config, snakemake
+
+    workdir = tmp_path_factory.mktemp("micro")
+    config = workdir / "micro.yaml"
+    config.write_text(yaml.safe_dump(micro_config()))
+    proc = snakemake(workdir, config)
+    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
+    return workdir, config

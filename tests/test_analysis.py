@@ -249,3 +249,91 @@ def test_invalid_arguments(tmp_path: Path) -> None:
     path = _write(tmp_path, "t", {"math": [1]})
     with pytest.raises(ValueError, match="must be >= 1"):
         analyze({"t": path}, str(tmp_path / "out"), bin_tokens=0)
+
+
+# ---------------------------------------------------------------------------- perplexity, funnel
+
+# alpha: 1..9 scored plus one unscored row; beta: 2, 2, 2, 20 (20 is an outlier).
+PPL = {"alpha": {"math": [1.0, 2.0, 3.0, 4.0, 5.0], "code": [6.0, 7.0, 8.0, 9.0, None]},
+       "beta": {"math": [2.0, 2.0, 2.0, 20.0]}}
+
+
+def _write_ppl(tmp: Path, teacher: str) -> str:
+    rows = [{"query_id": f"{c}-{i}", "teacher": teacher, "category": c, "ppl": v,
+             "mean_nll": None if v is None else math.log(v),
+             "n_scored_tokens": 10, "reason": None if v is not None else "too_long"}
+            for c, vs in PPL[teacher].items() for i, v in enumerate(vs)]
+    path = tmp / f"{teacher}.ppl.parquet"
+    io.write_table(path, rows, schemas.PERPLEXITY)
+    return str(path)
+
+
+def _accepted_stats(per_cat: dict[str, tuple[int, int]]) -> dict:
+    return {"per_category": {c: {"queries": q, "accepted_queries": a}
+                             for c, (q, a) in per_cat.items()}}
+
+
+CURATION = {
+    "alpha": (_accepted_stats({"math": (6, 5), "code": (5, 4), "if": (2, 0)}),
+              {"perplexity": {"cut": 7.5},
+               "per_category": {"math": {"accepted": 5, "structure": 1, "kept": 4},
+                                "code": {"accepted": 4, "perplexity": 2,
+                                         "high_frequency_ngram": 1, "kept": 1}}}),
+    "beta": (_accepted_stats({"math": (6, 3), "chat": (1, 1)}),
+             {"perplexity": {"cut": None},
+              "per_category": {"math": {"accepted": 3, "kept": 3},
+                               "chat": {"accepted": 1, "kept": 1}}}),
+}
+
+
+@pytest.fixture(scope="module")
+def with_ppl(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path]:
+    tmp = tmp_path_factory.mktemp("analysis_ppl")
+    datasets = {t: _write(tmp, t, cats) for t, cats in LENGTHS.items()}
+    scores = {t: _write_ppl(tmp, t) for t in LENGTHS}
+    out = tmp / "out"
+    return analyze(datasets, str(out), bin_tokens=B, n_bins=NB, perplexity=scores,
+                   curation=CURATION), out
+
+
+def test_perplexity_box_numbers_and_cut(with_ppl: tuple[dict, Path]) -> None:
+    stats, _ = with_ppl
+    a, b = stats["perplexity"]["alpha"], stats["perplexity"]["beta"]
+    assert a["scored"] == 9 and a["unscored"] == 1
+    assert (a["mean"], a["median"], a["q1"], a["q3"]) == (5.0, 5.0, 3.0, 7.0)
+    assert (a["whisker_low"], a["whisker_high"], a["min"], a["max"]) == (1.0, 9.0, 1.0, 9.0)
+    assert a["cut"] == 7.5 and a["above_cut"] == 2  # 8 and 9
+    assert a["per_category"]["code"]["mean"] == 7.5 and a["per_category"]["code"]["scored"] == 4
+    # 20 lies beyond Q3 + 1.5 IQR (6.5 + 1.5 * 4.5): no point inside lies above Q3, so
+    # matplotlib's whisker ends at Q3 itself
+    assert b["q1"] == 2.0 and b["q3"] == 6.5 and b["whisker_high"] == 6.5 and b["max"] == 20.0
+    assert b["cut"] is None and b["above_cut"] == 0
+
+
+def test_funnel_counts_every_step_per_category(with_ppl: tuple[dict, Path]) -> None:
+    stats, _ = with_ppl
+    f = stats["funnel"]["alpha"]
+    assert f["math"] == {"queries": 6, "accepted": 5, "structure": 1, "high_frequency_ngram": 0,
+                         "perplexity": 0, "curated": 4, "parallel": 4}
+    assert f["code"] == {"queries": 5, "accepted": 4, "structure": 0, "high_frequency_ngram": 1,
+                         "perplexity": 2, "curated": 1, "parallel": 3}
+    assert f["if"]["queries"] == 2 and f["if"]["accepted"] == 0 and f["if"]["parallel"] == 0
+    assert f["all"]["queries"] == 13 and f["all"]["parallel"] == 7
+    assert stats["funnel"]["beta"]["chat"]["parallel"] == 1
+
+
+def test_perplexity_figure_and_tables(with_ppl: tuple[dict, Path]) -> None:
+    stats, out = with_ppl
+    _assert_png(out / "perplexity.png")
+    for teacher, colour in stats["colors"].items():
+        assert _has_colour(out / "perplexity.png", colour), teacher
+    md = (out / "stats.md").read_text(encoding="utf-8")
+    assert "| alpha | 9 | 1 | 5.00 | 5.00 | 3.00 | 7.00 | 9.00 | 7.50 | 2 |" in md
+    assert "| alpha | **all** | 13 | 9 | 1 | 1 | 2 | 5 | 7 |" in md
+    assert json.loads((out / "stats.json").read_text()) == stats
+
+
+def test_perplexity_figure_says_when_the_filter_is_off(result: tuple[dict, Path]) -> None:
+    stats, out = result
+    assert "perplexity" not in stats and "funnel" not in stats
+    _assert_png(out / "perplexity.png")

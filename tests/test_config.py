@@ -261,6 +261,55 @@ def test_student_model_not_in_models(demo):
     fails(demo, "config key students.smol-student.model", "'ghost'")
 
 
+def test_curation_filter_defaults(demo):
+    for key in ("structure", "ngram", "perplexity"):
+        del demo["curation"][key]
+    cur = validate_config(demo)["curation"]
+    assert cur["structure"] == {"repetition_min_unit_chars": 8, "repetition_min_repeats": 5}
+    assert cur["ngram"] == {"n": 20, "max_count": 20, "policy": "drop_row"}  # the paper's
+    assert cur["perplexity"] is None
+
+
+def test_perplexity_threshold_defaults_and_per_teacher(demo):
+    teacher = a_teacher(demo)
+    demo["curation"]["perplexity"] = {"model": "smollm2-135m-instruct",
+                                      "per_teacher": {teacher: {"max_ppl": 5}}}
+    ppl = validate_config(demo)["curation"]["perplexity"]
+    assert ppl["threshold"] == {"max_ppl": None, "max_percentile": None}
+    assert ppl["per_teacher"][teacher] == {"max_ppl": 5, "max_percentile": None}
+    assert ppl["backend"] == "transformers" and ppl["gpus"] == 0
+
+
+def test_perplexity_bad_values_are_named(demo):
+    demo["curation"]["perplexity"]["threshold"] = {"max_percentile": 101}
+    fails(demo, "curation.perplexity.threshold.max_percentile")
+    demo["curation"]["perplexity"]["threshold"] = {"max_ppl": 0}
+    fails(demo, "curation.perplexity.threshold.max_ppl")
+    demo["curation"]["perplexity"]["threshold"] = {"max_pp": 3}
+    fails(demo, "curation.perplexity.threshold.max_pp")
+
+
+def test_perplexity_model_and_teachers_must_exist(demo):
+    good = copy.deepcopy(demo)
+    demo["curation"]["perplexity"]["model"] = "ghost"
+    fails(demo, "config key curation.perplexity.model", "'ghost'")
+    good["curation"]["perplexity"]["per_teacher"] = {"nobody": {"max_ppl": 3}}
+    fails(good, "config key curation.perplexity.per_teacher.nobody")
+
+
+def test_perplexity_vllm_gpus_match_the_engine(paper_raw):
+    cfg = copy.deepcopy(paper_raw)
+    cfg["curation"]["perplexity"]["gpus"] = 1  # the engine is tensor parallel 2
+    fails(cfg, "config key curation.perplexity.gpus", "tensor x pipeline parallel = 2")
+
+
+def test_ngram_settings_are_checked(demo):
+    demo["curation"]["ngram"] = {"n": 0}
+    fails(demo, "curation.ngram.n")
+    demo["curation"]["ngram"] = {"n": 20, "policy": "drop_span"}
+    fails(demo, "curation.ngram.policy")
+
+
 def test_tokenizer_model_not_in_models(demo):
     demo["curation"]["tokenizer_model"] = "ghost"
     fails(demo, "config key curation.tokenizer_model", "'ghost'")

@@ -8,8 +8,8 @@ import random
 import pytest
 
 from distillab import prompts, schemas
-from distillab.curate import (curate, select_accepted, sft_rows, structure_problem,
-                              verification_stats)
+from distillab.curate import (CurationInputs, StructureSpec, curate, select_accepted, sft_rows,
+                              structure_problem, turn_problem, verification_stats)
 from distillab.io import table_from_rows
 
 
@@ -140,15 +140,83 @@ def test_structure_short_repeats_are_fine():
 def test_curate_keeps_clean_and_records_drops():
     accepted = [vrow("a", 1, 0, True), vrow("b", 1, 0, True, think=""),
                 vrow("c", 1, 0, True, finish="length", category="science")]
-    kept, rejected = curate(accepted, {"a": "math", "b": "math", "c": "science"})
+    kept, rejected, funnel = curate(accepted, {"a": "math", "b": "math", "c": "science"})
     assert [r["query_id"] for r in kept] == ["a"]
     assert rejected == [
         {"query_id": "b", "teacher": "t", "category": "math", "stage": "curate",
-         "reason": "empty_think"},
+         "reason": "empty_think", "detail": None},
         {"query_id": "c", "teacher": "t", "category": "science", "stage": "curate",
-         "reason": "truncated"},
+         "reason": "truncated", "detail": None},
     ]
+    assert funnel == {"math": {"accepted": 2, "kept": 1, "structure": 1,
+                               "structure:empty_think": 1},
+                      "science": {"accepted": 1, "structure": 1, "structure:truncated": 1}}
     table_from_rows(rejected, schemas.CURATED_REJECTED)
+
+
+@pytest.mark.parametrize("roles,problem", [
+    (["user", "assistant"], None),
+    (["system", "user", "assistant"], None),
+    (["user", "assistant", "user", "assistant"], None),
+    (["user", "assistant", "assistant"], "odd_turns"),
+    (["user"], "odd_turns"),
+    (["user", "user", "assistant", "assistant"], "turns_not_alternating"),
+    (["assistant", "user"], "turns_not_alternating"),
+])
+def test_turn_problem(roles, problem):
+    assert turn_problem([{"role": r, "content": "x"} for r in roles]) == problem
+
+
+def test_structure_checks_the_conversation_turns():
+    row = vrow("q", 1, 0, True)
+    one_user = [{"role": "user", "content": "hi"}]
+    assert structure_problem(row, query_messages=one_user) is None
+    assert structure_problem(row, query_messages=one_user * 2) == "odd_turns"
+    assert structure_problem(row, query_messages=one_user * 2 + [
+        {"role": "assistant", "content": "a"}]) == "turns_not_alternating"
+
+
+def test_repetition_settings_come_from_the_spec():
+    row = vrow("q", 1, 0, True, think="start " + "so the answer is " * 3)
+    assert structure_problem(row) is None  # 3 repeats < the default 5
+    assert structure_problem(row, StructureSpec(repetition_min_repeats=3)) == "repetition"
+    assert structure_problem(row, StructureSpec(repetition_min_unit_chars=40,
+                                                repetition_min_repeats=3)) is None
+
+
+def test_filters_apply_in_order_and_funnel_counts_each():
+    accepted = [vrow(q, 1, 0, True) for q in ("a", "b", "c", "d", "e")]
+    accepted[0]["think"] = ""  # structure, even though its n-gram and ppl are also bad
+    cat_of = dict.fromkeys("abcde", "math")
+    inputs = CurationInputs(
+        query_messages={q: [{"role": "user", "content": "q"}] for q in "abcde"},
+        ngram_windows={"a": 3, "b": 2, "c": 0, "d": 0, "e": 0},
+        ngram_spans={"a": "span a", "b": "span b", "c": None, "d": None, "e": None},
+        ppl={"a": 50.0, "b": 50.0, "c": 12.0, "d": 3.0, "e": None}, ppl_cut=10.0)
+    kept, rejected, funnel = curate(accepted, cat_of, StructureSpec(), inputs)
+    assert [r["query_id"] for r in kept] == ["d", "e"]  # e: unscored is kept, and counted
+    assert [(r["query_id"], r["reason"], r["detail"]) for r in rejected] == [
+        ("a", "empty_think", None),
+        ("b", "high_frequency_ngram", "span b"),
+        ("c", "perplexity_above_cut", "ppl 12 > cut 10"),
+    ]
+    assert funnel["math"] == {"accepted": 5, "structure": 1, "structure:empty_think": 1,
+                              "high_frequency_ngram": 1,
+                              "high_frequency_ngram:high_frequency_ngram": 1,
+                              "perplexity": 1, "perplexity:perplexity_above_cut": 1,
+                              "perplexity_unscored": 1, "kept": 2}
+
+
+def test_no_cut_keeps_every_scored_row():
+    inputs = CurationInputs(ppl={"a": 1e6}, ppl_cut=None)
+    kept, rejected, _ = curate([vrow("a", 1, 0, True)], {"a": "math"}, StructureSpec(), inputs)
+    assert len(kept) == 1 and not rejected
+
+
+def test_filter_inputs_that_miss_a_row_fail_naming_it():
+    inputs = CurationInputs(ngram_windows={"other": 0})
+    with pytest.raises(ValueError, match="n-gram flags: no row for query_id 'a'"):
+        curate([vrow("a", 1, 0, True)], {"a": "math"}, StructureSpec(), inputs)
 
 
 # --- sft_rows --------------------------------------------------------------------------------
@@ -186,9 +254,9 @@ def test_sft_rows_intersection(three_teachers):
     assert [r["category"] for r in rows] == ["math", "science"]
     assert rejected == [
         {"query_id": "q2", "teacher": "A", "category": "math", "stage": "parallel",
-         "reason": "not accepted by B,C"},
+         "reason": "not accepted by B,C", "detail": None},
         {"query_id": "q4", "teacher": "A", "category": "math", "stage": "parallel",
-         "reason": "not accepted by B"},
+         "reason": "not accepted by B", "detail": None},
     ]
     table_from_rows(rows, schemas.SFT_ROW)
     table_from_rows(rejected, schemas.CURATED_REJECTED)

@@ -17,7 +17,7 @@ import pandas as pd
 import pytest
 import yaml
 
-from test_workflow import REPO, micro_config, snakemake
+from micro import REPO, micro_config, snakemake
 
 TARGET = "results/micro/generate/smol-a/r1/000.parquet"
 

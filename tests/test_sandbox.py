@@ -958,9 +958,8 @@ def test_cleanup_never_follows_symlinks_or_recurses(tmp_path):
     (top / "locked").mkdir()
     (top / "locked" / "f").write_text("x")
     os.chmod(top / "locked", 0)
-    start = time.monotonic()
+    # (no wall-clock bound: a recursive walk would fail on the 3000-deep tree by itself)
     assert sbx._remove_tree(str(tmp_path), "tree") == []
-    assert time.monotonic() - start < 5
     assert not top.exists()
     assert sorted(os.listdir(victim)) == ["keep.txt"]
     assert stat.S_IMODE(victim.stat().st_mode) == 0o755

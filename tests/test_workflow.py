@@ -14,70 +14,9 @@ import pandas as pd
 import pytest
 import yaml
 
-REPO = Path(__file__).resolve().parents[1]
+from micro import REPO, micro_config, planned_jobs, snakemake
+
 slow = pytest.mark.slow
-
-
-def micro_config() -> dict:
-    cfg = yaml.safe_load((REPO / "config.yaml").read_text())
-    cfg["study"] = "micro"
-    cfg["models"] = {"smollm2-135m-instruct": cfg["models"]["smollm2-135m-instruct"]}
-    cfg["queries"]["sources"][0]["path"] = str(REPO / "data/demo/queries.jsonl")
-    # Seeded generation is deterministic on a given machine; the micro study is sized so
-    # both SmolLM2 teachers end with a non-empty SFT set (an empty one is a clear error
-    # of the train stage, tested in test_train.py).
-    cfg["queries"]["sources"][0]["max_per_category"] = {"math": 6, "science": 3, "code": 1, "if": 1}
-    smol = {
-        "model": "smollm2-135m-instruct",
-        "backend": "transformers",
-        "demonstrations": 1,
-        "batch_size": 8,
-        "sampling": {"temperature": 0.5, "top_p": 0.95, "top_k": 0, "max_new_tokens": 48, "seed": 1, "n": 1},
-    }
-    cfg["teachers"] = {"smol-a": smol, "smol-b": {**smol, "sampling": {**smol["sampling"], "temperature": 0.7}}}
-    cfg["curation"]["parallel_policy"] = "per_teacher"
-    training = cfg["students"]["smol-student"]["training"]
-    training.update(max_steps=2, per_device_train_batch_size=2, max_length=384)
-    cfg["evaluation"]["evaluate_teachers"] = False
-    cfg["evaluation"]["sampling"]["max_new_tokens"] = 32
-    bench = cfg["evaluation"]["benchmarks"]["demo_math"]
-    bench.update(path=str(REPO / "data/demo/benchmark.jsonl"), k=1, max_problems=3)
-    cfg["evaluation"]["benchmarks"] = {"demo_math": bench}
-    cfg["queries"]["decontamination"]["benchmarks"] = ["demo_math"]
-    return cfg
-
-
-def snakemake(workdir: Path, config: Path, *args: str) -> subprocess.CompletedProcess:
-    cmd = [sys.executable, "-m", "snakemake", "-s", str(REPO / "Snakefile"), "--directory",
-           str(workdir), "--configfile", str(config), "--cores", "2", *args]
-    return subprocess.run(cmd, capture_output=True, text=True, timeout=1500)
-
-
-def planned_jobs(workdir: Path, config: Path) -> set[tuple[str, str]]:
-    """(rule, wildcards) of every job a dry run plans."""
-    proc = snakemake(workdir, config, "-n")
-    assert proc.returncode == 0, proc.stdout + proc.stderr
-    jobs, rule = set(), None
-    for line in proc.stdout.splitlines():
-        m = re.match(r"^(?:local)?rule (\w+):", line.strip())
-        if m:
-            rule = m.group(1)
-            jobs.add((rule, ""))
-        m = re.match(r"^wildcards: (.*)$", line.strip())
-        if m and rule:
-            jobs.discard((rule, ""))
-            jobs.add((rule, m.group(1)))
-    return jobs
-
-
-@pytest.fixture(scope="module")
-def micro_study(tmp_path_factory):
-    workdir = tmp_path_factory.mktemp("micro")
-    config = workdir / "micro.yaml"
-    config.write_text(yaml.safe_dump(micro_config()))
-    proc = snakemake(workdir, config)
-    assert proc.returncode == 0, proc.stdout[-5000:] + proc.stderr[-5000:]
-    return workdir, config
 
 
 @slow
@@ -118,6 +57,43 @@ def test_micro_study_produces_report_with_provenance(micro_study):
     # nothing disappears: every clean query was either kept or rejected with a reason
     prov = json.loads((root / "queries/clean.parquet.prov.json").read_text())
     assert prov["counts"]["in"] == prov["counts"]["kept"] + sum(prov["counts"]["rejected"].values())
+
+
+@slow
+def test_micro_study_filters_account_for_every_accepted_row(micro_study):
+    workdir, _ = micro_study
+    root = workdir / "results/micro"
+    for teacher in ("smol-a", "smol-b"):
+        accepted = set(pd.read_parquet(root / f"accepted/{teacher}.parquet").query_id)
+        scores = pd.read_parquet(root / f"perplexity/{teacher}.parquet")
+        flags = pd.read_parquet(root / f"ngrams/{teacher}.parquet")
+        assert set(scores.query_id) == accepted == set(flags.query_id)
+        assert (scores.ppl.dropna() >= 1.0).all() and scores.ppl.notna().any()
+        kept = set(pd.read_parquet(root / f"curated/{teacher}.parquet").query_id)
+        rejected = pd.read_parquet(root / f"curated/{teacher}.rejected.parquet")
+        assert kept | set(rejected.query_id) == accepted and not kept & set(rejected.query_id)
+        stats = json.loads((root / f"curated/{teacher}.stats.json").read_text())
+        assert stats["perplexity"]["cut"] is not None  # the demo cuts at the 95th percentile
+        assert sum(c.get("kept", 0) for c in stats["per_category"].values()) == len(kept)
+    md = (root / "report/summary.md").read_text()
+    for section in ("## Curation funnel", "## Perplexity of accepted responses",
+                    "## Most frequent n-grams", "![perplexity](perplexity.png)"):
+        assert section in md, section
+
+
+@slow
+def test_moving_a_perplexity_cut_does_not_rescore(micro_study, tmp_path):
+    workdir, config = micro_study
+    cfg = yaml.safe_load(config.read_text())
+    cfg["curation"]["perplexity"]["per_teacher"] = {"smol-a": {"max_ppl": 3.0}}
+    changed = tmp_path / "cut.yaml"
+    changed.write_text(yaml.safe_dump(cfg))
+    jobs = planned_jobs(workdir, changed)
+    rules = {r for r, _ in jobs}
+    assert {"curate", "parallel", "train", "evaluate", "analysis", "report"} <= rules
+    assert not {"perplexity", "ngrams", "generate", "verify", "accepted"} & rules
+    for rule, wildcards in jobs:
+        assert "smol-b" not in wildcards, (rule, wildcards)
 
 
 @slow

@@ -269,3 +269,30 @@ def test_code_version_depends_on_which_modules(temp_module):
 def test_code_version_unknown_module():
     with pytest.raises(ModuleNotFoundError):
         code_version("distillab_no_such_module_xyz")
+
+
+def test_curation_filter_paths_and_params(demo):
+    s = Study(demo)
+    assert s.perplexity_scores("x") == [f"{s.root}/perplexity/x.parquet"]
+    assert s.ngram_flags("x") == [f"{s.root}/ngrams/x.parquet"]
+    assert s.perplexity_model_dir() == [s.model_dir(demo["curation"]["perplexity"]["model"])]
+    # the cut is not a scoring param: moving it must not rescore
+    assert "threshold" not in s.scorer_params() and "per_teacher" not in s.scorer_params()
+    assert s.perplexity_threshold("x") == {"max_ppl": None, "max_percentile": 95}
+    demo["curation"]["perplexity"]["per_teacher"] = {"x": {"max_ppl": 4.0}}
+    assert Study(demo).perplexity_threshold("x") == {"max_ppl": 4.0, "max_percentile": 95}
+    assert s.perplexity_gpus() == 0 and s.perplexity_env() == "../envs/models.yaml"
+
+
+def test_curation_filters_off(demo):
+    demo["curation"]["perplexity"] = None
+    demo["curation"]["ngram"] = None
+    s = Study(demo)
+    assert s.perplexity_scores("x") == [] and s.ngram_flags("x") == []
+    assert s.perplexity_model_dir() == [] and s.scorer_params() == {}
+    assert s.perplexity_threshold("x") == {"max_ppl": None, "max_percentile": None}
+
+
+def test_paper_perplexity_runs_on_gpus_with_vllm(paper_cfg):
+    s = Study(paper_cfg)
+    assert s.perplexity_gpus() == 2 and s.perplexity_env() == "../envs/vllm.yaml"

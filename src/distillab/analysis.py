@@ -1,4 +1,4 @@
-"""Distribution analysis of the curated SFT datasets (PAPER.md §6, Figures 2–4).
+"""Distribution analysis of the curated SFT datasets (PAPER.md §6, Figures 2–5).
 
 The study's claim is that *which* teacher produced the correct answers matters, and the
 first evidence is how differently the teachers' answers are distributed: how many
@@ -6,7 +6,9 @@ instances and tokens each contributes per category (Fig. 2), how response length
 over fixed-width token bins (Fig. 3), and where the bulk and the mean of each length
 distribution lie (Fig. 4). This stage turns one ``parallel/<teacher>.parquet`` per teacher
 (schema :data:`distillab.schemas.SFT_ROW`) into ``stats.json``, ``stats.md`` and three
-PNGs that a reader can compare at a glance.
+PNGs that a reader can compare at a glance; with the perplexity scores of the accepted
+responses it adds Figure 5 (``perplexity.png``), and with the accepted and curated stats
+the curation funnel (rows per category after each filter).
 
 Conventions, chosen once so every number here can be checked by hand:
 
@@ -53,7 +55,8 @@ from matplotlib.patches import Patch
 from distillab import schemas
 from distillab.io import atomic_path, check_schema, write_json, write_text
 
-__all__ = ["analyze", "bin_index", "bin_labels", "entropy_bits", "teacher_colors"]
+__all__ = ["FUNNEL_STEPS", "analyze", "bin_index", "bin_labels", "entropy_bits", "funnel",
+           "teacher_colors"]
 
 DPI = 120
 
@@ -558,7 +561,184 @@ def _markdown(stats: dict[str, Any]) -> str:
     ]
     for t in teachers:
         lines.append(f"| {t} | " + " | ".join(f"{c:,}" for c in per[t]["histogram"]) + " |")
+    lines += _perplexity_markdown(stats) + _funnel_markdown(stats)
     return "\n".join(lines) + "\n"
+
+
+# ------------------------------------------------------------------ perplexity (Fig. 5)
+
+
+def _read_perplexity(path: str | os.PathLike) -> tuple[np.ndarray, np.ndarray, int]:
+    """Scored perplexities and their categories, plus the number of unscored rows."""
+    check_schema(pq.read_schema(path).empty_table(), schemas.PERPLEXITY, where=str(path))
+    table = pq.read_table(path, columns=["ppl", "category"])
+    ppl = np.asarray(table.column("ppl").to_numpy(zero_copy_only=False), dtype=float)
+    cat = np.asarray(table.column("category").to_pylist(), dtype=object)
+    scored = ~np.isnan(ppl)
+    return ppl[scored], cat[scored], int((~scored).sum())
+
+
+def _ppl_summary(values: np.ndarray, cut: float | None) -> dict[str, Any]:
+    """Box-plot numbers (the ones matplotlib draws) and how many lie above the cut."""
+    if values.size == 0:
+        return {"scored": 0, "mean": None, "median": None, "q1": None, "q3": None,
+                "whisker_low": None, "whisker_high": None, "min": None, "max": None,
+                "cut": cut, "above_cut": 0}
+    box = boxplot_stats(values, whis=1.5)[0]
+    return {
+        "scored": int(values.size),
+        "mean": float(values.mean()),
+        "median": float(box["med"]),
+        "q1": float(box["q1"]),
+        "q3": float(box["q3"]),
+        "whisker_low": float(box["whislo"]),
+        "whisker_high": float(box["whishi"]),
+        "min": float(values.min()),
+        "max": float(values.max()),
+        "cut": cut,
+        "above_cut": int((values > cut).sum()) if cut is not None else 0,
+    }
+
+
+def _perplexity_stats(
+    scores: dict[str, str], cuts: dict[str, float | None], categories: Sequence[str]
+) -> tuple[dict[str, Any], dict[str, np.ndarray]]:
+    per: dict[str, Any] = {}
+    values: dict[str, np.ndarray] = {}
+    for t, path in scores.items():
+        ppl, cat, unscored = _read_perplexity(path)
+        values[t] = ppl
+        per[t] = _ppl_summary(ppl, cuts.get(t)) | {
+            "unscored": unscored,
+            "per_category": {c: _ppl_summary(ppl[cat == c], cuts.get(t)) for c in categories},
+        }
+    return per, values
+
+
+def _figure_perplexity(
+    values: dict[str, np.ndarray], stats: dict[str, Any], colors: dict[str, str], path: Path
+) -> None:
+    """Figure 5: perplexity of the accepted responses per teacher, with each teacher's cut.
+
+    Same conventions as Figure 4 (whiskers 1.5×IQR, outliers hidden, labelled mean), so
+    the paper's read-offs (AM mean 2.5, Qwen3 3.0, R1 2.9) compare directly. The cut is a
+    dashed red bar over the teacher's box: what lies above it was dropped by ``curate``.
+    """
+    teachers = stats["teachers"]
+    per = stats.get("perplexity") or {}
+    fig = _new_figure(max(6.5, 1.4 * len(teachers) + 2.5), 5.0)
+    ax = fig.subplots()
+    shown = {t: values[t] for t in teachers if t in values and values[t].size}
+    if not per:
+        _no_data(ax, "perplexity filter off (curation.perplexity: null)")
+    elif not shown:
+        _no_data(ax)
+    else:
+        positions = [teachers.index(t) + 1 for t in shown]
+        art = ax.bxp([boxplot_stats(v, whis=1.5)[0] for v in shown.values()],
+                     positions=positions, widths=0.6, showfliers=False, showmeans=True,
+                     patch_artist=True,
+                     meanprops={"marker": "D", "markerfacecolor": "white",
+                                "markeredgecolor": "black", "markersize": 5},
+                     medianprops={"color": "black", "linewidth": 1.2})
+        for patch, t in zip(art["boxes"], shown):
+            patch.set_facecolor(colors[t])
+            patch.set_alpha(0.75)
+        for pos, t in zip(positions, shown):
+            s = per[t]
+            ax.annotate(f"{s['mean']:.2f}", (pos, s["mean"]), xytext=(0, 6),
+                        textcoords="offset points", ha="center", va="bottom", fontsize=8,
+                        bbox={"boxstyle": "round,pad=0.15", "fc": "white", "ec": "none",
+                              "alpha": 0.8})
+            if s["cut"] is not None:
+                ax.hlines(s["cut"], pos - 0.38, pos + 0.38, colors="#d62728", linestyles="--",
+                          linewidth=1.5)
+                ax.annotate(f"cut {s['cut']:.2f}: {s['above_cut']:,} dropped", (pos + 0.38, s["cut"]),
+                            xytext=(2, 0), textcoords="offset points", fontsize=7,
+                            color="#d62728", va="center")
+        ax.set_ylim(bottom=max(0.0, min(per[t]["whisker_low"] for t in shown) - 0.2))
+    ax.set_xlim(0.4, len(teachers) + 0.6)
+    slant = max((len(t) for t in teachers), default=0) > 10
+    ax.set_xticks(range(1, len(teachers) + 1), teachers, rotation=25 if slant else 0,
+                  ha="right" if slant else "center", rotation_mode="anchor")
+    ax.set_ylabel("perplexity (assistant tokens, reference model)")
+    ax.grid(axis="y", alpha=0.3)
+    ax.set_axisbelow(True)
+    ax.spines[["top", "right"]].set_visible(False)
+    fig.suptitle("Perplexity of accepted responses per teacher\n"
+                 "box Q1–Q3 · line median · ◇ mean · whiskers 1.5×IQR · red: the teacher's cut")
+    _teacher_legend(fig, stats, colors)
+    _save(fig, path)
+
+
+# ---------------------------------------------------------------------------- funnel
+
+# The steps a query passes on its way into the SFT set, in order, with their labels.
+FUNNEL_STEPS = (
+    ("queries", "queries"),
+    ("accepted", "accepted (verified)"),
+    ("structure", "− structure"),
+    ("high_frequency_ngram", "− high-freq. n-gram"),
+    ("perplexity", "− perplexity"),
+    ("curated", "curated"),
+    ("parallel", "SFT rows (parallel policy)"),
+)
+
+
+def funnel(accepted_stats: dict[str, Any], curated_stats: dict[str, Any],
+           sft_categories: np.ndarray, categories: Sequence[str]) -> dict[str, dict[str, int]]:
+    """Rows per category at each curation step for one teacher, plus an ``all`` row.
+
+    ``accepted_stats`` is ``accepted/<t>.stats.json``, ``curated_stats`` is
+    ``curated/<t>.stats.json``, ``sft_categories`` the category column of the SFT set."""
+    out: dict[str, dict[str, int]] = {}
+    cats = list(dict.fromkeys([*categories, *accepted_stats["per_category"],
+                               *curated_stats["per_category"]]))
+    for c in cats:
+        a = accepted_stats["per_category"].get(c, {})
+        k = curated_stats["per_category"].get(c, {})
+        out[c] = {
+            "queries": int(a.get("queries", 0)),
+            "accepted": int(a.get("accepted_queries", 0)),
+            "structure": int(k.get("structure", 0)),
+            "high_frequency_ngram": int(k.get("high_frequency_ngram", 0)),
+            "perplexity": int(k.get("perplexity", 0)),
+            "curated": int(k.get("kept", 0)),
+            "parallel": int((sft_categories == c).sum()),
+        }
+    out["all"] = {key: sum(v[key] for v in out.values()) for key, _ in FUNNEL_STEPS}
+    return out
+
+
+def _funnel_markdown(stats: dict[str, Any]) -> list[str]:
+    if not stats.get("funnel"):
+        return []
+    lines = ["", "## Curation funnel (rows per step, per category)", "",
+             "Each filter is applied to what the previous one kept: structure, then "
+             "high-frequency n-grams, then perplexity; the parallel policy last.", "",
+             "| teacher | category | " + " | ".join(lbl for _, lbl in FUNNEL_STEPS) + " |",
+             "|---|---|" + "---:|" * len(FUNNEL_STEPS)]
+    for t, per_cat in stats["funnel"].items():
+        for c, row in per_cat.items():
+            bold = "**" if c == "all" else ""
+            lines.append(f"| {t} | {bold}{c}{bold} | "
+                         + " | ".join(f"{row[k]:,}" for k, _ in FUNNEL_STEPS) + " |")
+    return lines
+
+
+def _perplexity_markdown(stats: dict[str, Any]) -> list[str]:
+    per = stats.get("perplexity")
+    if not per:
+        return []
+    lines = ["", "## Perplexity of accepted responses (Figure 5)", "",
+             "| teacher | scored | unscored | mean | median | Q1 | Q3 | upper whisker | cut "
+             "| above cut |", "|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|"]
+    for t, s in per.items():
+        lines.append(f"| {t} | {s['scored']:,} | {s['unscored']:,} | {_md_num(s['mean'], 2)} "
+                     f"| {_md_num(s['median'], 2)} | {_md_num(s['q1'], 2)} "
+                     f"| {_md_num(s['q3'], 2)} | {_md_num(s['whisker_high'], 2)} "
+                     f"| {_md_num(s['cut'], 2)} | {s['above_cut']:,} |")
+    return lines
 
 
 # ---------------------------------------------------------------------------- entry
@@ -570,6 +750,8 @@ def analyze(
     bin_tokens: int = 1024,
     n_bins: int = 10,
     colors: dict[str, str] | None = None,
+    perplexity: dict[str, str] | None = None,
+    curation: dict[str, tuple[dict, dict]] | None = None,
 ) -> dict:
     """Compute per-teacher length statistics and write the stats and Figures 2–4.
 
@@ -586,6 +768,13 @@ def analyze(
     ``histogram`` (``n_bins + 1`` counts) and ``per_category``: category → ``instances``,
     ``tokens``, ``mean``, ``median``, ``std`` (every category listed for every teacher,
     zero/null where the teacher has none).
+
+    ``perplexity`` (teacher → :data:`schemas.PERPLEXITY` parquet) adds ``perplexity``:
+    teacher → box-plot numbers, mean, cut and rows above it, overall and per category,
+    and draws Figure 5 (``perplexity.png``, which says "filter off" without it).
+    ``curation`` (teacher → (accepted stats, curated stats) JSON dicts) adds ``funnel``:
+    teacher → category → rows at each of :data:`FUNNEL_STEPS`. The cut shown per teacher
+    is the one ``curate`` applied (its stats), never recomputed here.
     """
     if not datasets:
         raise ValueError("analyze: no datasets given")
@@ -605,8 +794,17 @@ def analyze(
             t: _teacher_stats(data[t], categories, bin_tokens, n_bins) for t in teachers
         },
     }
+    ppl_values: dict[str, np.ndarray] = {}
+    if perplexity:
+        cuts = {t: ((curation or {}).get(t, ({}, {}))[1].get("perplexity") or {}).get("cut")
+                for t in perplexity}
+        stats["perplexity"], ppl_values = _perplexity_stats(perplexity, cuts, categories)
+    if curation:
+        stats["funnel"] = {t: funnel(*curation[t], data[t].category, categories)
+                           for t in teachers if t in curation}
     out = Path(out_dir)
     out.mkdir(parents=True, exist_ok=True)
+    _figure_perplexity(ppl_values, stats, palette, out / "perplexity.png")
     _figure_instances_tokens(stats, palette, out / "instances_tokens.png")
     _figure_histogram(stats, palette, out / "lengths_hist.png")
     _figure_boxes(data, stats, palette, out / "lengths_box.png")
@@ -617,7 +815,14 @@ def analyze(
 
 def analysis_from_snakemake(smk: Any, prov: Any) -> None:
     """Snakemake adapter: one analysis over every teacher's parallel SFT dataset."""
-    datasets = dict(zip(smk.params.teachers, smk.input.datasets))
+    from distillab.io import read_json
+
+    teachers = list(smk.params.teachers)
+    datasets = dict(zip(teachers, smk.input.datasets))
+    curation = {t: (read_json(a), read_json(c)) for t, a, c in
+                zip(teachers, smk.input.accepted_stats, smk.input.curated_stats)}
+    perplexity = dict(zip(teachers, smk.input.perplexity)) if smk.input.perplexity else None
     stats = analyze(datasets, str(Path(smk.output.stats).parent),
-                    bin_tokens=smk.params.bin_tokens, n_bins=smk.params.n_bins)
+                    bin_tokens=smk.params.bin_tokens, n_bins=smk.params.n_bins,
+                    perplexity=perplexity, curation=curation)
     prov.add(rows_in=sum(t["instances"] for t in stats["per_teacher"].values()))

@@ -116,6 +116,21 @@ def _check_references(config: dict) -> None:
     tok = config["curation"]["tokenizer_model"]
     if tok not in models:
         raise ConfigError(f"config key curation.tokenizer_model: {tok!r} is not defined under models")
+    ppl = config["curation"].get("perplexity")
+    if ppl is not None:
+        if ppl["model"] not in models:
+            raise ConfigError(f"config key curation.perplexity.model: {ppl['model']!r} is not "
+                              "defined under models")
+        if ppl["backend"] == "vllm":
+            engine = ppl["vllm"]
+            need = engine.get("tensor_parallel_size", 1) * engine.get("pipeline_parallel_size", 1)
+            if ppl["gpus"] != need:
+                raise ConfigError(f"config key curation.perplexity.gpus: {ppl['gpus']} GPUs, but "
+                                  f"the vllm engine uses tensor x pipeline parallel = {need}")
+        for name in ppl["per_teacher"]:
+            if name not in config["teachers"]:
+                raise ConfigError(f"config key curation.perplexity.per_teacher.{name}: no "
+                                  "teacher of that name")
     benchmarks = config["evaluation"]["benchmarks"]
     for name in config["queries"].get("decontamination", {}).get("benchmarks", []):
         if name not in benchmarks:

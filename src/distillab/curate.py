@@ -13,14 +13,17 @@ from __future__ import annotations
 import logging
 import re
 from collections import Counter, defaultdict
+from dataclasses import dataclass
+from functools import cached_property
 from typing import Any
+
+import numpy as np
 
 from distillab import prompts, schemas
 from distillab.io import read_rows, write_json, write_table
 
 log = logging.getLogger(__name__)
 
-_REPEAT = re.compile(r"(.{8,}?)\1{4,}", re.DOTALL)  # a phrase repeated 5+ times in a row
 
 
 def select_accepted(verified: list[dict]) -> list[dict]:
@@ -86,7 +89,33 @@ def round_stats(n_queries: int, verified: list[dict], rounds: list[int] | None =
     return out
 
 
-def structure_problem(row: dict) -> str | None:
+@dataclass(frozen=True)
+class StructureSpec:
+    """The structural checks' settings (``curation.structure``)."""
+
+    repetition_min_unit_chars: int = 8
+    repetition_min_repeats: int = 5
+
+    @cached_property
+    def repetition(self) -> re.Pattern:
+        # a unit of >= min_unit_chars characters, then min_repeats - 1 more copies of it
+        return re.compile(rf"(.{{{self.repetition_min_unit_chars},}}?)"
+                          rf"\1{{{self.repetition_min_repeats - 1},}}", re.DOTALL)
+
+
+def turn_problem(conversation: list[dict]) -> str | None:
+    """PAPER.md §5: an even number of turns (system aside), alternating user/assistant,
+    ending with the assistant's."""
+    roles = [m["role"] for m in conversation if m["role"] != "system"]
+    if len(roles) % 2:
+        return "odd_turns"
+    if any(role != ("user" if i % 2 == 0 else "assistant") for i, role in enumerate(roles)):
+        return "turns_not_alternating"
+    return None
+
+
+def structure_problem(row: dict, spec: StructureSpec = StructureSpec(),
+                      query_messages: list[dict] | None = None) -> str | None:
     """Why a response fails the structural checks, or None when it passes."""
     if not (row.get("think") or "").strip():
         return "empty_think"
@@ -94,23 +123,78 @@ def structure_problem(row: dict) -> str | None:
         return "missing_answer"
     if row.get("finish_reason") == "length":
         return "truncated"
+    if query_messages is not None:
+        problem = turn_problem(list(query_messages) + [{"role": "assistant", "content": ""}])
+        if problem:
+            return problem
     # a repeated unit must carry words: a long "-----" rule or table border is not a loop
-    if any(re.search(r"\w", m.group(1)) for m in _REPEAT.finditer(row["text"])):
+    if any(re.search(r"\w", m.group(1)) for m in spec.repetition.finditer(row["text"])):
         return "repetition"
     return None
 
 
-def curate(accepted: list[dict], cat_of: dict[str, str]) -> tuple[list[dict], list[dict]]:
+# Filters in the order they are applied; a row is recorded under the first that drops it.
+FILTERS = ("structure", "high_frequency_ngram", "perplexity")
+
+
+@dataclass
+class CurationInputs:
+    """What the filters need beyond the accepted rows; ``None`` turns a filter off."""
+
+    query_messages: dict[str, list[dict]] | None = None
+    ngram_windows: dict[str, int] | None = None  # query_id -> high-frequency windows
+    ngram_spans: dict[str, str | None] | None = None
+    ppl: dict[str, float | None] | None = None  # query_id -> perplexity (None: unscored)
+    ppl_cut: float | None = None
+
+
+def _lookup(table: dict | None, key: str, where: str):
+    if key not in table:
+        raise ValueError(f"{where}: no row for query_id {key!r}: the filter inputs do not "
+                         "match the accepted set (rerun the stage that made them)")
+    return table[key]
+
+
+def curate(accepted: list[dict], cat_of: dict[str, str],
+           structure: StructureSpec = StructureSpec(),
+           inputs: CurationInputs | None = None) -> tuple[list[dict], list[dict], dict]:
+    """Apply the structure, n-gram and perplexity filters in :data:`FILTERS` order.
+
+    Returns kept rows, one rejected record per dropped row (first filter that dropped
+    it, with a detail), and the funnel: per category, rows in, dropped per filter, kept.
+    """
+    inputs = inputs or CurationInputs()
     kept, rejected = [], []
+    funnel: dict[str, Counter] = defaultdict(Counter)
     for row in accepted:
-        problem = structure_problem(row)
-        if problem is None:
+        qid, cat = row["query_id"], cat_of.get(row["query_id"], "")
+        funnel[cat]["accepted"] += 1
+        stage = reason = detail = None
+        msgs = (_lookup(inputs.query_messages, qid, "curate: queries")
+                if inputs.query_messages is not None else None)
+        problem = structure_problem(row, structure, msgs)
+        if problem:
+            stage, reason = "structure", problem
+        elif inputs.ngram_windows is not None and _lookup(inputs.ngram_windows, qid,
+                                                          "curate: n-gram flags") > 0:
+            stage, reason = "high_frequency_ngram", "high_frequency_ngram"
+            detail = (inputs.ngram_spans or {}).get(qid)
+        elif inputs.ppl is not None:
+            ppl = _lookup(inputs.ppl, qid, "curate: perplexity scores")
+            if ppl is None:
+                funnel[cat]["perplexity_unscored"] += 1  # kept: nothing to cut on
+            elif inputs.ppl_cut is not None and ppl > inputs.ppl_cut:
+                stage, reason = "perplexity", "perplexity_above_cut"
+                detail = f"ppl {ppl:.4g} > cut {inputs.ppl_cut:.4g}"
+        if stage is None:
             kept.append(row)
-        else:
-            rejected.append({"query_id": row["query_id"], "teacher": row["teacher"],
-                             "category": cat_of.get(row["query_id"], ""), "stage": "curate",
-                             "reason": problem})
-    return kept, rejected
+            funnel[cat]["kept"] += 1
+            continue
+        funnel[cat][stage] += 1
+        funnel[cat][f"{stage}:{reason}"] += 1
+        rejected.append({"query_id": qid, "teacher": row["teacher"], "category": cat,
+                         "stage": "curate", "reason": reason, "detail": detail})
+    return kept, rejected, {c: dict(v) for c, v in sorted(funnel.items())}
 
 
 def sft_rows(curated: dict[str, list[dict]], teacher: str, queries: dict[str, dict],
@@ -130,7 +214,8 @@ def sft_rows(curated: dict[str, list[dict]], teacher: str, queries: dict[str, di
                              if r["query_id"] not in {x["query_id"] for x in rs})
             rejected.append({"query_id": r["query_id"], "teacher": teacher,
                              "category": q["category"], "stage": "parallel",
-                             "reason": "not accepted by " + ",".join(missing)})
+                             "reason": "not accepted by " + ",".join(missing),
+                             "detail": None})
             continue
         assistant = prompts.format_response(r["think"], r["answer"])
         messages = ([{"role": "system", "content": system_prompt}]
@@ -157,16 +242,49 @@ def accepted_from_snakemake(smk: Any, prov: Any) -> None:
     prov.add(rows_in=len(verified), rows_out=len(accepted), queries=len(queries), rounds=rounds)
 
 
+def curation_inputs(smk: Any, accepted: list[dict]) -> tuple[CurationInputs, dict]:
+    """Read the filter inputs of rule ``curate``; also returns facts for the stats."""
+    import pyarrow.parquet as pq
+
+    from distillab.perplexity import perplexity_threshold
+
+    table = pq.read_table(smk.input.queries, columns=["query_id", "messages"])
+    queries = dict(zip(table.column("query_id").to_pylist(), table.column("messages").to_pylist()))
+    inputs, facts = CurationInputs(query_messages=queries), {}
+    if smk.input.ngrams:
+        flags = read_rows(smk.input.ngrams[0], schemas.NGRAM_FLAGS)
+        inputs.ngram_windows = {r["query_id"]: r["hf_windows"] for r in flags}
+        inputs.ngram_spans = {r["query_id"]: r["example_span"] for r in flags}
+        facts["ngram"] = dict(smk.params.ngram)
+    if smk.input.perplexity:
+        scores = read_rows(smk.input.perplexity[0], schemas.PERPLEXITY)
+        inputs.ppl = {r["query_id"]: r["ppl"] for r in scores}
+        threshold = dict(smk.params.ppl_threshold)
+        values = np.array([v for v in inputs.ppl.values() if v is not None], dtype=float)
+        inputs.ppl_cut = perplexity_threshold(values, threshold["max_ppl"],
+                                              threshold["max_percentile"])
+        facts["perplexity"] = {**threshold, "cut": inputs.ppl_cut,
+                               "scored": int(values.size), "unscored": len(scores) - values.size}
+    return inputs, facts
+
+
 def curate_from_snakemake(smk: Any, prov: Any) -> None:
+    teacher = smk.wildcards.teacher
     accepted = read_rows(smk.input.accepted, schemas.VERIFIED)
     cat_of = {r["query_id"]: r["category"] for r in accepted}
-    kept, rejected = curate(accepted, cat_of)
+    inputs, facts = curation_inputs(smk, accepted)
+    kept, rejected, funnel = curate(accepted, cat_of, StructureSpec(**smk.params.structure),
+                                    inputs)
     write_table(smk.output.curated, kept, schemas.VERIFIED)
     write_table(smk.output.rejected, rejected, schemas.CURATED_REJECTED)
-    log.info("teacher %s: curated %d kept, %d rejected %s", smk.wildcards.teacher, len(kept),
-             len(rejected), dict(Counter(r["reason"] for r in rejected)))
+    by_reason = dict(Counter(r["reason"] for r in rejected))
+    write_json(smk.output.stats, {"teacher": teacher, "filters": list(FILTERS),
+                                  "structure": dict(smk.params.structure), **facts,
+                                  "rejected_by_reason": by_reason, "per_category": funnel})
+    log.info("teacher %s: curated %d kept, %d rejected %s; %s", teacher, len(kept),
+             len(rejected), by_reason, facts)
     prov.add(rows_in=len(accepted), rows_out=len(kept), rows_rejected=len(rejected),
-             rejected_by_reason=dict(Counter(r["reason"] for r in rejected)))
+             rejected_by_reason=by_reason, **facts)
 
 
 def parallel_from_snakemake(smk: Any, prov: Any) -> None:

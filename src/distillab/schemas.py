@@ -90,6 +90,32 @@ CURATED_REJECTED = pa.schema(
         ("category", pa.string()),
         ("stage", pa.string()),  # curate | parallel
         ("reason", pa.string()),
+        ("detail", pa.string()),  # e.g. the offending span, the perplexity and its cut
+    ]
+)
+
+# perplexity/<teacher>.parquet: one row per accepted response (PAPER.md §5). ``ppl`` is
+# null when the response could not be scored (``reason``, e.g. too_long for the model).
+PERPLEXITY = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("teacher", pa.string()),
+        ("category", pa.string()),
+        ("ppl", pa.float64()),
+        ("mean_nll", pa.float64()),
+        ("n_scored_tokens", pa.int32()),
+        ("reason", pa.string()),
+    ]
+)
+
+# ngrams/<teacher>.parquet: one row per accepted response; ``hf_windows`` counts its
+# n-token windows that occur more than max_count times in the teacher's data.
+NGRAM_FLAGS = pa.schema(
+    [
+        ("query_id", pa.string()),
+        ("n_tokens", pa.int32()),
+        ("hf_windows", pa.int32()),
+        ("example_span", pa.string()),
     ]
 )
 
@@ -125,6 +151,8 @@ SCHEMAS = {
     "verdict": VERDICT,
     "verified": VERIFIED,
     "curated_rejected": CURATED_REJECTED,
+    "perplexity": PERPLEXITY,
+    "ngram_flags": NGRAM_FLAGS,
     "sft_row": SFT_ROW,
     "eval_sample": EVAL_SAMPLE,
 }

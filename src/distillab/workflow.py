@@ -161,6 +161,41 @@ class Study:
             return self.teachers
         return [teacher]
 
+    @property
+    def perplexity(self) -> dict | None:
+        return self.config["curation"].get("perplexity")
+
+    def perplexity_model_dir(self) -> list[str]:
+        return [self.model_dir(self.perplexity["model"])] if self.perplexity else []
+
+    def perplexity_scores(self, teacher: str) -> list[str]:
+        """The perplexity scores ``curate`` and ``analysis`` read; none when the filter is off."""
+        return [f"{self.root}/perplexity/{teacher}.parquet"] if self.perplexity else []
+
+    def scorer_params(self) -> dict:
+        """What changes the scores: not the thresholds (moving a cut must not rescore)."""
+        ppl = self.perplexity or {}
+        return {k: v for k, v in ppl.items() if k not in ("threshold", "per_teacher")}
+
+    def perplexity_threshold(self, teacher: str) -> dict:
+        """The teacher's cut: its ``per_teacher`` entry, else the common ``threshold``."""
+        ppl = self.perplexity
+        if not ppl:
+            return {"max_ppl": None, "max_percentile": None}
+        return {"max_ppl": None, "max_percentile": None,
+                **ppl["threshold"], **ppl["per_teacher"].get(teacher, {})}
+
+    def perplexity_gpus(self) -> int:
+        return self.perplexity.get("gpus", 0) if self.perplexity else 0
+
+    def perplexity_env(self) -> str:
+        backend = (self.perplexity or {}).get("backend")
+        return "../envs/vllm.yaml" if backend == "vllm" else "../envs/models.yaml"
+
+    def ngram_flags(self, teacher: str) -> list[str]:
+        """The n-gram filter's per-row flags for ``teacher``; none when the filter is off."""
+        return [f"{self.root}/ngrams/{teacher}.parquet"] if self.config["curation"].get("ngram") else []
+
     # --- training and evaluation ------------------------------------------------------------
     @cached_property
     def eval_models(self) -> dict[str, dict]:
