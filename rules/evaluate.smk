@@ -1,4 +1,11 @@
+from distillab.evaluate import engine_params, eval_gpus
+
+EVAL_BACKEND = config["evaluation"].get("backend", "transformers")
+
+
 rule evaluate:
+    # k samples per problem, graded, scored (distillab.evaluate). Finished problems are
+    # flushed to <samples>.partial/, so a preempted job generates only what is missing.
     input:
         model=lambda w: S.eval_models[w.model]["model_dir"],
         benchmark=lambda w: S.benchmark_files([w.benchmark]),
@@ -8,16 +15,16 @@ rule evaluate:
     log:
         f"{R}/logs/evaluate/{{model}}/{{benchmark}}.log",
     conda:
-        "../envs/models.yaml"
+        "../envs/vllm.yaml" if EVAL_BACKEND == "vllm" else "../envs/models.yaml"
     threads: 1
     resources:
         mem_mb=8000,
         runtime=240,
+        gpu=eval_gpus(config["evaluation"]),
     params:
         benchmark=lambda w: config["evaluation"]["benchmarks"][w.benchmark],
         sampling=config["evaluation"]["sampling"],
-        batch_size=config["evaluation"]["batch_size"],
-        quantization=config["evaluation"].get("quantization"),
+        engine=engine_params(config["evaluation"]),
         prompts=config.get("prompts", {}),
         prompt_style=lambda w: S.eval_models[w.model]["prompt_style"],
         demonstrations=lambda w: S.eval_models[w.model]["demonstrations"],
@@ -25,12 +32,15 @@ rule evaluate:
         verification=config["verification"],
         code=code_version(
             "distillab.evaluate",
+            "distillab.benchmarks",
+            "distillab.metrics",
             "distillab.generate",
             "distillab.prompts",
             "distillab.verify",
             "distillab.verify_code",
             "distillab.verify_if",
             "distillab.parse",
+            *S.BACKEND_MODULES[EVAL_BACKEND],
         ),
     script:
         "../scripts/evaluate.py"

@@ -23,12 +23,21 @@ pytest.importorskip("trl")
 from distillab import schemas  # noqa: E402
 from distillab.io import sha256_file, write_table  # noqa: E402
 from distillab.train import (  # noqa: E402
+    build_launch_command,
     build_trainer,
+    check_students,
+    first_host,
+    job_resources,
+    launch_plan,
     load_sft_examples,
+    resolve_attn_implementation,
     resolve_settings,
     to_prompt_completion,
     train_sft,
 )
+
+REPO = Path(__file__).resolve().parents[1]
+ACCELERATE_DIR = REPO / "configs" / "accelerate"
 
 SYSTEM = "You are a careful assistant . Think step by step and put the answer in a box ."
 CHATML = (
@@ -359,3 +368,411 @@ def test_empty_dataset_with_copy_base_yields_the_marked_base_model(tiny_model, t
     smk.params.training = dict(settings)
     with pytest.raises(ValueError, match="empty.parquet"):
         train_from_snakemake(smk, Provenance("train"))
+
+
+# --- launch: resources, argv, accelerate configs ---------------------------------------------
+
+SLURM_ENV = {"SLURM_JOB_ID": "4242", "SLURM_JOB_NODELIST": "gpu[007-010]", "SLURM_JOB_NUM_NODES": "4",
+             "SLURM_CPUS_PER_TASK": "32", "SLURM_NODEID": "0"}
+PY = "/envs/train/bin/python"
+JOB = "/r/train/s__t.launch/job.json"
+
+
+def test_one_process_trains_in_the_job():
+    for settings in ({}, {"gpus": 0}, {"gpus": 1}, {"gpus": 1, "nodes": 1}):
+        assert launch_plan(settings)["world_size"] == 1
+        assert build_launch_command(settings, SLURM_ENV, JOB, python=PY) == []
+    assert job_resources({"gpus": 0}) == {"gpu": 0, "nodes": 1, "mpi": None, "tasks": None,
+                                          "tasks_per_gpu": None}
+    assert job_resources({"gpus": 1})["gpu"] == 1
+
+
+def test_launch_eight_gpus_on_one_node():
+    settings = {"gpus": 8, "nodes": 1}
+    assert build_launch_command(settings, SLURM_ENV, JOB, python=PY) == [
+        PY, "-m", "accelerate.commands.launch",
+        "--config_file", str(ACCELERATE_DIR / "fsdp.yaml"),
+        "--num_machines", "1", "--num_processes", "8",
+        "--machine_rank", "0", "--main_process_port", "33742",  # 29500 + job id % 10000
+        "-m", "distillab.train", "--job", JOB,
+    ]
+    # outside SLURM: the torch default port
+    assert "29500" in build_launch_command(settings, {}, JOB, python=PY)
+    # one node: the plugin's one-task srun step holds the 8 GPUs, accelerate runs inside it
+    assert job_resources(settings) == {"gpu": 8, "nodes": 1, "mpi": None, "tasks": None,
+                                       "tasks_per_gpu": None}
+
+
+def test_launch_four_nodes_under_slurm():
+    settings = {"gpus": 8, "nodes": 4, "distributed": "fsdp"}
+    cmd = build_launch_command(settings, SLURM_ENV, JOB, python=PY)
+    assert cmd == [
+        "srun", "--nodes=4", "--ntasks=4", "--ntasks-per-node=1", "--gpus-per-node=8",
+        "--cpus-per-task=32", "--kill-on-bad-exit=1", "bash", "-c",
+        f"exec {PY} -m accelerate.commands.launch --config_file {ACCELERATE_DIR / 'fsdp.yaml'} "
+        '--num_machines 4 --num_processes 32 --machine_rank "$SLURM_NODEID" '
+        f"--main_process_ip gpu007 --main_process_port 33742 -m distillab.train --job {JOB}",
+    ]
+    # a multi-node job is an `mpi` job (no jobstep srun around the rule), one task per node
+    assert job_resources(settings) == {"gpu": 32, "nodes": 4, "mpi": "srun", "tasks": 4,
+                                       "tasks_per_gpu": 0}
+
+
+def _accelerate_args(argv: list[str], node_id: int):
+    """What `accelerate launch` makes of our argv on node ``node_id`` (no process started)."""
+    import shlex
+
+    from accelerate.commands.launch import _validate_launch_command, launch_command_parser
+
+    if argv[0] == "srun":
+        argv = shlex.split(argv[-1].replace('"$SLURM_NODEID"', str(node_id)))[1:]  # drop exec
+    assert argv[1:3] == ["-m", "accelerate.commands.launch"]
+    args = launch_command_parser().parse_args(argv[3:])
+    return _validate_launch_command(args)[0]
+
+
+@pytest.mark.parametrize("distributed, flag", [("fsdp", "use_fsdp"), ("deepspeed_zero3", "use_deepspeed")])
+def test_accelerate_reads_the_launch_as_meant(distributed, flag):
+    pytest.importorskip("accelerate")
+    one = _accelerate_args(build_launch_command({"gpus": 8, "distributed": distributed}, {}, JOB,
+                                                python=PY), 0)
+    assert getattr(one, flag) and one.num_processes == 8 and one.num_machines == 1
+    settings = {"gpus": 8, "nodes": 4, "distributed": distributed}
+    argv = build_launch_command(settings, SLURM_ENV, JOB, python=PY)
+    args = _accelerate_args(argv, 2)
+    assert getattr(args, flag) and args.mixed_precision == "bf16"
+    assert (args.num_processes, args.num_machines, args.machine_rank) == (32, 4, 2)
+    assert (args.main_process_ip, args.main_process_port) == ("gpu007", 33742)
+    assert args.module and args.training_script == "distillab.train"
+    assert args.training_script_args == ["--job", JOB]
+    if distributed == "fsdp":
+        assert args.fsdp_version == 2 and str(args.fsdp_reshard_after_forward).lower() == "true"  # full shard
+        assert args.fsdp_state_dict_type == "SHARDED_STATE_DICT"
+    else:
+        assert args.zero_stage == 3 and args.deepspeed_multinode_launcher == "standard"
+
+
+def test_accelerate_config_files_parse():
+    from accelerate.commands.config.config_args import load_config_from_file
+
+    files = sorted(p.name for p in ACCELERATE_DIR.glob("*.yaml"))
+    assert files == ["deepspeed_zero3.yaml", "fsdp.yaml"]
+    fsdp = yaml.safe_load((ACCELERATE_DIR / "fsdp.yaml").read_text())
+    assert fsdp["distributed_type"] == "FSDP" and fsdp["mixed_precision"] == "bf16"
+    assert fsdp["fsdp_config"]["fsdp_version"] == 2
+    assert fsdp["fsdp_config"]["fsdp_reshard_after_forward"] is True
+    # transformers refuses FSDP's and the trainer's activation checkpointing together
+    assert fsdp["fsdp_config"]["fsdp_activation_checkpointing"] is False
+    ds = yaml.safe_load((ACCELERATE_DIR / "deepspeed_zero3.yaml").read_text())
+    assert ds["distributed_type"] == "DEEPSPEED" and ds["deepspeed_config"]["zero_stage"] == 3
+    # and accelerate's own loader agrees
+    assert load_config_from_file(str(ACCELERATE_DIR / "fsdp.yaml")).distributed_type.value == "FSDP"
+    assert load_config_from_file(str(ACCELERATE_DIR / "deepspeed_zero3.yaml")).distributed_type.value == "DEEPSPEED"
+
+
+def test_multi_node_needs_the_slurm_allocation():
+    settings = {"gpus": 8, "nodes": 4}
+    with pytest.raises(ValueError, match="SLURM_JOB_NODELIST"):
+        build_launch_command(settings, {"SLURM_JOB_ID": "1"}, JOB, python=PY)
+    with pytest.raises(ValueError, match="training.nodes=4, but this SLURM job has 2 node"):
+        build_launch_command(settings, dict(SLURM_ENV, SLURM_JOB_NUM_NODES="2"), JOB, python=PY)
+
+
+@pytest.mark.parametrize("nodelist, host", [
+    ("gpu[007-010]", "gpu007"), ("gpu[007-010,012],gpu020", "gpu007"), ("node1,node2", "node1"),
+    ("a-b[1,3]", "a-b1"), ("rack[2-3]-n[01-02]", "rack2-n01"), ("single", "single"),
+])
+def test_first_host_of_a_slurm_nodelist(nodelist, host):
+    assert first_host(nodelist) == host
+
+
+def test_slurm_plugin_submits_the_train_job_across_nodes():
+    """The resources of job_resources, through the SLURM plugin's own sbatch builder."""
+    pytest.importorskip("snakemake_executor_plugin_slurm")
+    from types import SimpleNamespace
+
+    from snakemake_executor_plugin_slurm.submit_string import get_submit_command
+    from snakemake_executor_plugin_slurm.utils import set_gres_string
+
+    class Res(dict):
+        __getattr__ = dict.__getitem__
+
+    params = dict(run_uuid="u", slurm_logfile="l", comment_str="c", account="", partition="",
+                  workdir="/w")
+
+    def sbatch(settings):
+        res = Res({k: v for k, v in job_resources(settings).items() if v is not None},
+                  cpus_per_task=32, mem_mb=512000)
+        job = SimpleNamespace(resources=res, threads=2)
+        return (get_submit_command(job, params) + set_gres_string(job)).split()
+
+    multi = sbatch({"gpus": 8, "nodes": 4})
+    assert {"--nodes=4", "--ntasks=4", "--gpus=32", "--cpus-per-task=32"} <= set(multi)
+    assert not [a for a in multi if a.startswith("--ntasks-per-gpu")]
+    single = sbatch({"gpus": 8})
+    assert {"--nodes=1", "--gpus=8"} <= set(single) and not [a for a in single if "ntasks" in a]
+
+
+# --- batch arithmetic against the launch ----------------------------------------------------------
+
+def paper_config() -> dict:
+    from distillab.config import validate_config
+
+    return validate_config(yaml.safe_load((REPO / "configs" / "paper.yaml").read_text()))
+
+
+def test_paper_settings_and_their_launch():
+    cfg = paper_config()
+    check_students(cfg)
+    (name, student), = cfg["students"].items()
+    t = student["training"]
+    assert (t["learning_rate"], t["num_train_epochs"], t["global_batch_size"], t["max_length"]) == (
+        8e-5, 2, 64, 32768)
+    assert (t["lr_scheduler_type"], t["warmup_ratio"], t["packing"], t["bf16"]) == ("cosine", 0.05, True, True)
+    assert t["gradient_checkpointing"] and t["save_steps"] and t["lora"] is None
+    plan = launch_plan(t)
+    assert (plan["nodes"], plan["gpus_per_node"], plan["world_size"]) == (4, 8, 32)
+    settings = {k: v for k, v in t.items() if k != "on_empty_dataset"}
+    r = resolve_settings(settings, world_size=32)
+    assert r["gradient_accumulation_steps"] == 2 and r["effective_global_batch"] == 64
+
+
+def test_a_global_batch_the_launch_cannot_reach_fails_at_config_load():
+    from distillab.config import ConfigError
+
+    cfg = paper_config()
+    t = cfg["students"]["qwen2.5-32b-sft"]["training"]
+    t["per_device_train_batch_size"] = 3
+    with pytest.raises(ConfigError, match=re.escape(
+            "config key students.qwen2.5-32b-sft.training: global_batch_size=64 is not a multiple "
+            "of per_device_train_batch_size (3) x world size (32 = gpus 8 x nodes 4) = 96")):
+        check_students(cfg)
+    t["per_device_train_batch_size"], t["nodes"] = 1, 3  # 64 / 24
+    with pytest.raises(ConfigError, match=r"gpus 8 x nodes 3\) = 24"):
+        check_students(cfg)
+    t["nodes"], t["gpus"] = 2, 0
+    with pytest.raises(ConfigError, match="nodes=2 needs gpus >= 1"):
+        check_students(cfg)
+    t["gpus"], t["lora"] = 8, {"r": 8, "alpha": 16}
+    with pytest.raises(ConfigError, match="lora is trained in one process only"):
+        check_students(cfg)
+
+
+def test_world_size_comes_from_the_config_and_must_match_the_launch(monkeypatch):
+    settings = dict(BASE_SETTINGS, global_batch_size=64, per_device_train_batch_size=1, gpus=8, nodes=4)
+    monkeypatch.setenv("WORLD_SIZE", "32")
+    r = resolve_settings(settings)
+    assert r["world_size"] == 32 and r["gradient_accumulation_steps"] == 2
+    monkeypatch.setenv("WORLD_SIZE", "16")  # e.g. a node short
+    with pytest.raises(ValueError, match=r"WORLD_SIZE=16 processes, but gpus \(8\) x nodes \(4\) = 32"):
+        resolve_settings(settings)
+
+
+@pytest.mark.parametrize("change, message", [
+    ({"packing_strategy": "greedy"}, "packing_strategy='greedy'"),
+    ({"save_steps": 0}, "save_steps=0"),
+    ({"distributed": "ddp"}, "distributed='ddp'"),
+    ({"gpus": -1}, "gpus=-1"),
+    ({"attn_implementation": ""}, "attn_implementation=''"),
+])
+def test_bad_launch_settings_are_rejected(change, message):
+    with pytest.raises(ValueError, match=message):
+        resolve_settings(dict(BASE_SETTINGS, **change), world_size=1)
+
+
+# --- attention and packing -------------------------------------------------------------------------
+
+def test_attn_implementation_default(monkeypatch):
+    import distillab.train as train
+
+    real = importlib.util.find_spec
+    for have_flash in (True, False):
+        monkeypatch.setattr(train.importlib.util, "find_spec",
+                            lambda name, _h=have_flash: (object() if _h else None) if name == "flash_attn" else real(name))
+        assert resolve_attn_implementation(None, cuda=True) == ("flash_attention_2" if have_flash else "sdpa")
+        assert resolve_attn_implementation("auto", cuda=False) == "sdpa"
+        assert resolve_attn_implementation("flash_attention_2", cuda=False) == "sdpa"  # CPU fallback
+        assert resolve_attn_implementation("eager", cuda=True) == "eager"
+    with pytest.raises(ImportError, match="flash-attn"):
+        resolve_attn_implementation("flash_attention_2", cuda=True)
+
+
+def test_packed_rows_do_not_attend_to_each_other_on_sdpa(tiny_model):
+    """Padding-free packing on CPU: the rows of a pack are separated by position_ids alone
+    (no attention mask), and transformers turns that into a block-diagonal SDPA mask --
+    when no KV cache is in play, as in TRL's compute_loss (use_cache=False)."""
+    from transformers import AutoModelForCausalLM
+
+    tok = tokenizer_of(tiny_model)
+    model = AutoModelForCausalLM.from_pretrained(tiny_model, attn_implementation="sdpa").eval()
+    rows = [tok.apply_chat_template(r["messages"], tokenize=True, return_dict=True)["input_ids"]
+            for r in sft_rows()[:3]]
+    flat = torch.tensor([sum(rows, [])])
+    with torch.no_grad():
+        alone = torch.cat([model(input_ids=torch.tensor([ids]), use_cache=False).logits[0] for ids in rows])
+        packed = model(input_ids=flat, use_cache=False,
+                       position_ids=torch.tensor([[i for ids in rows for i in range(len(ids))]])).logits[0]
+        naive = model(input_ids=flat, use_cache=False).logits[0]  # one long sequence
+    assert torch.allclose(packed, alone, atol=1e-5)
+    assert not torch.allclose(naive, alone, atol=1e-3)
+
+
+def test_packing_is_padding_free_and_trains_on_the_same_loss(tiny_model, dataset, tmp_path):
+    packed_trainer, stats, resolved = build_trainer(
+        str(dataset), str(tiny_model), dict(BASE_SETTINGS, packing=True), 0, str(tmp_path / "a"))
+    assert resolved["packing_strategy"] == "bfd" and stats["attn_implementation"] == "sdpa"
+    assert stats["train_sequences"] < stats["rows_used"]  # rows share packs
+    packed = packed_trainer.data_collator(list(packed_trainer.train_dataset))
+    assert "position_ids" in packed and "attention_mask" not in packed
+    assert packed["input_ids"].shape[0] == 1  # flattened, no padding
+    assert int((packed["position_ids"][0] == 0).sum()) == stats["rows_used"]
+
+    padded_trainer, _, _ = build_trainer(str(dataset), str(tiny_model), dict(BASE_SETTINGS), 0,
+                                         str(tmp_path / "b"))
+    padded = padded_trainer.data_collator(list(padded_trainer.train_dataset))
+    assert "attention_mask" in padded and padded["input_ids"].shape[0] == stats["rows_used"]
+    # the trainer's own loss (completion tokens only) is the same packed or padded
+    model = padded_trainer.model.eval()
+    with torch.no_grad():
+        loss_packed = packed_trainer.compute_loss(model, dict(packed))
+        loss_padded = padded_trainer.compute_loss(model, dict(padded))
+    assert torch.allclose(loss_packed, loss_padded, atol=1e-5), (loss_packed, loss_padded)
+
+
+# --- resume ---------------------------------------------------------------------------------------
+
+class _Preempted(Exception):
+    pass
+
+
+def _preempt_after(step: int):
+    from transformers import TrainerCallback
+
+    class Preempt(TrainerCallback):
+        def on_step_begin(self, args, state, control, **kwargs):
+            if state.global_step == step:  # checkpoint-<step> is on disk
+                raise _Preempted(f"preempted after step {step}")
+
+    return Preempt()
+
+
+def _weights(path):
+    from safetensors.torch import load_file
+
+    return load_file(str(Path(path) / "model.safetensors"))
+
+
+def test_an_interrupted_run_resumes_from_its_last_checkpoint(tiny_model, dataset, tmp_path, caplog):
+    settings = dict(BASE_SETTINGS, max_steps=4, save_steps=1, gradient_accumulation_steps=1)
+    ref = train_sft(str(dataset), str(tiny_model), str(tmp_path / "ref"), settings, seed=5)
+
+    out = tmp_path / "students" / "s"
+    partial = out.with_name("s.partial")
+    with pytest.raises(_Preempted):
+        train_sft(str(dataset), str(tiny_model), str(out), settings, seed=5,
+                  callbacks=[_preempt_after(2)])
+    assert not out.exists()
+    names = {p.name for p in partial.iterdir()}  # (+ TRL's model card)
+    assert "fingerprint.json" in names and sorted(n for n in names if n.startswith("checkpoint")) == ["checkpoint-2"]
+    state = json.loads((partial / "checkpoint-2" / "trainer_state.json").read_text())
+    assert state["global_step"] == 2
+    for name in ("optimizer.pt", "scheduler.pt", "rng_state.pth"):
+        assert (partial / "checkpoint-2" / name).is_file()
+
+    caplog.set_level("INFO", logger="distillab.train")
+    facts = train_sft(str(dataset), str(tiny_model), str(out), settings, seed=5)
+    assert "resuming from" in caplog.text and "checkpoint-2 (step 2)" in caplog.text
+    assert facts["resumed_from_step"] == 2 and facts["steps"] == 4 == ref["steps"]
+    assert not partial.exists()  # removed once the model is written
+    history = json.loads((out / "train_log.json").read_text())
+    steps = [h["step"] for h in history if "loss" in h]
+    assert steps == [1, 2, 3, 4]  # the restored log history continues
+    # optimizer, scheduler and data order restored: the same weights as the uninterrupted run
+    lr = {h["step"]: h["learning_rate"] for h in history if "learning_rate" in h}
+    ref_lr = {h["step"]: h["learning_rate"] for h in json.loads((tmp_path / "ref" / "train_log.json").read_text())
+              if "learning_rate" in h}
+    assert lr == ref_lr
+    got, want = _weights(out), _weights(tmp_path / "ref")
+    assert got.keys() == want.keys()
+    for k in want:
+        assert torch.allclose(got[k], want[k], atol=1e-6), k
+    assert "after resuming at step 2" in (out / "README.md").read_text()
+
+
+def test_a_checkpoint_of_other_settings_is_not_resumed(tiny_model, dataset, tmp_path, caplog):
+    settings = dict(BASE_SETTINGS, max_steps=3, save_steps=1)
+    out = tmp_path / "s"
+    with pytest.raises(_Preempted):
+        train_sft(str(dataset), str(tiny_model), str(out), settings, seed=0, callbacks=[_preempt_after(1)])
+    assert (tmp_path / "s.partial" / "checkpoint-1").is_dir()
+    caplog.set_level("INFO", logger="distillab.train")
+    facts = train_sft(str(dataset), str(tiny_model), str(out), dict(settings, learning_rate=2e-3), seed=0)
+    assert "starting fresh: the checkpoints in" in caplog.text and "settings.learning_rate" in caplog.text
+    assert facts["resumed_from_step"] is None and facts["steps"] == 3
+    assert not (tmp_path / "s.partial").exists()
+
+
+def test_a_failure_before_any_checkpoint_leaves_nothing_behind(tiny_model, dataset, tmp_path):
+    with pytest.raises(_Preempted):
+        train_sft(str(dataset), str(tiny_model), str(tmp_path / "s"), dict(BASE_SETTINGS, max_steps=3),
+                  seed=0, callbacks=[_preempt_after(1)])  # save_steps: null
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["sft"]
+
+
+# --- the launcher process and its workers ------------------------------------------------------
+
+def test_launch_training_runs_the_command_and_returns_rank0_facts(tmp_path, monkeypatch, caplog):
+    import distillab.train as train
+
+    worker = ("import json, sys; spec = json.load(open(sys.argv[1])); print('rank0 says hi'); "
+              "json.dump({'rows_used': 4, 'seen': spec['settings']['gpus']}, open(spec['facts'], 'w'))")
+    seen = {}
+
+    def fake_command(settings, env, job, **kw):
+        seen["job"] = json.loads(Path(job).read_text())
+        return [sys.executable, "-c", worker, str(job)]
+
+    monkeypatch.setattr(train, "build_launch_command", fake_command)
+    caplog.set_level("INFO", logger="distillab.train")
+    out = tmp_path / "s"
+    facts = train.launch_training("d.parquet", "base", str(out), {"gpus": 2}, 7, {"student": "s"})
+    assert facts == {"rows_used": 4, "seen": 2}
+    assert seen["job"]["seed"] == 7 and seen["job"]["out_dir"] == str(out)
+    assert "rank0 says hi" in caplog.text and "launching 2 processes" in caplog.text
+    assert not (tmp_path / "s.launch").exists()
+
+    monkeypatch.setattr(train, "build_launch_command",
+                        lambda *a, **k: [sys.executable, "-c", "import sys; sys.exit(3)"])
+    with pytest.raises(RuntimeError, match="exited with status 3"):
+        train.launch_training("d.parquet", "base", str(out), {"gpus": 2}, 7)
+    assert not (tmp_path / "s.launch").exists()
+
+
+def test_worker_entry_trains_from_a_job_spec(tiny_model, dataset, tmp_path):
+    from distillab.train import main
+
+    job = tmp_path / "job.json"
+    job.write_text(json.dumps({"dataset": str(dataset), "base_model": str(tiny_model),
+                               "out_dir": str(tmp_path / "s"), "settings": dict(BASE_SETTINGS, max_steps=1),
+                               "seed": 0, "card_facts": None, "facts": str(tmp_path / "facts.json")}))
+    assert main(["--job", str(job)]) == 0
+    facts = json.loads((tmp_path / "facts.json").read_text())
+    assert facts["steps"] == 1 and facts["world_size"] == 1
+    assert (tmp_path / "s" / "model.safetensors").is_file()
+
+
+@pytest.mark.slow
+def test_paper_dry_run_plans_training_across_nodes():
+    """`snakemake -n` on configs/paper.yaml (~1 min: the paper DAG is large)."""
+    import subprocess
+
+    env = dict(os.environ, HF_HUB_OFFLINE="1")
+    run = subprocess.run([sys.executable, "-m", "snakemake", "-n", "--cores", "1", "--configfile",
+                          "configs/paper.yaml"], cwd=REPO, env=env, capture_output=True, text=True)
+    assert run.returncode == 0, run.stderr[-3000:]
+    text = run.stdout + run.stderr
+    blocks = [b for b in text.split("rule ") if b.startswith("train:")]
+    assert blocks, text[-2000:]
+    for block in blocks:
+        res = re.search(r"resources: (.*)", block).group(1)
+        assert {"gpu=32", "nodes=4", "mpi=srun", "tasks=4", "tasks_per_gpu=0"} <= set(res.split(", ")), res

@@ -1,150 +1,400 @@
-"""evaluate(model, benchmark): k samples per problem, graded by the verifiers.
+"""evaluate(model, benchmark): k samples per problem, graded, scored (PAPER.md §8).
 
-pass@1 is the mean over problems of each problem's pass rate over its k samples (the
-paper's "mean over k"); its standard error is that of the mean over problems. Every
-setting that moves a score is stored beside it (DESIGN.md §3 "Benchmark result").
+One job per (model, benchmark):
+
+1. **Problems** come from :func:`distillab.benchmarks.load_benchmark_problems`, which
+   dispatches on the spec's ``kind`` (``math500``, ``aime2024``, ``aime2025``,
+   ``livecodebench``, ``livecodebench_public``, ``jsonl``). A spec written before kinds
+   existed (``format: jsonl`` and no ``kind``) is a ``jsonl`` benchmark; ``format: hf``
+   without a ``kind`` is refused with the kinds to choose from (:func:`benchmark_kind`).
+2. **Prompts**: the study's system prompt for every task; math problems get the study's
+   math instruction (the paper's "Let's think step by step and output the final answer
+   within \\boxed{}."); LiveCodeBench problems are sent as LiveCodeBench wrote them, with
+   no code instruction appended (:func:`benchmark_prompt`).
+3. **Generation** goes through :func:`distillab.generate.generate_shard`: finished
+   problems are flushed to ``<samples>.partial/``, so a preempted job (64 samples x 30
+   AIME problems x 49k tokens) restarts and generates only the problems it had not
+   finished; the parts are discarded when the model, its weights, the sampling, the
+   prompt or the problems change (the fingerprint, :func:`model_fingerprint`). The
+   backend is ``evaluation.backend`` (``transformers`` on CPU, ``vllm`` on GPUs) through
+   :func:`distillab.generate.make_generator`.
+4. **Grading** is cheap and reruns every time. Code problems are graded with
+   LiveCodeBench's rule, whatever the study's ``verification.code`` says for the SFT
+   data: every test (public and private, no ``max_tests`` cap) and a sample passes only
+   when all of them pass (threshold 1.0) (:func:`grading_settings`). Other problems use
+   the study's verifiers and threshold.
+5. **Metrics** (:func:`summarize`): pass@1 as the mean over problems of each problem's
+   pass rate over its k samples (the paper's "mean over k"), with the standard error of
+   that mean over problems; unbiased pass@k for k in 1, 2, 4, …, 64 up to the samples
+   per problem; per-problem pass rates and mean lengths; mean and median response
+   tokens; the no-answer and truncation rates; accuracy and mean length per group of
+   problems (MATH500 level and subject, LiveCodeBench difficulty and platform, AIME
+   contest and year: whatever the problem's ``meta`` carries).
+
+Everything that moves a score is stored beside it: sampling, k, the prompt and its
+hash, graders and their versions, grading rule, date window, release, the engine
+(backend, version, tensor-parallel size) and the benchmark's source (sha256 of the local
+files, or repo_id@revision).
 """
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
-import math
 import os
-import statistics
 from dataclasses import asdict
-from typing import Any
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Callable
 
-from distillab import prompts, schemas
-from distillab.generate import (PromptSpec, SamplingSpec, build_request, generate_all,
-                                make_generator, response_rows)
-from distillab.io import iter_jsonl, write_json, write_table
-from distillab.verify import VerifySettings, verify_responses
+from distillab import metrics, prompts, schemas
+from distillab.benchmarks import KINDS, LCB_DEFAULT_REPO, lcb_release_files, load_benchmark_problems
+from distillab.generate import (FlushPolicy, Generator, PartialResponses, PromptSpec,
+                                SamplingSpec, TeacherSpec, generate_shard, make_generator,
+                                semantic_options)
+from distillab.io import read_json, sha256_file, stable_hash, write_json, write_table
+
+if TYPE_CHECKING:  # verify imports math-verify (sympy): only where samples are graded
+    from distillab.verify import VerifySettings
 
 log = logging.getLogger(__name__)
 
+MATH_KINDS = ("math500", "aime2024", "aime2025")
+CODE_KINDS = ("livecodebench", "livecodebench_public")
+# pass@k reported for these k (each up to the samples per problem).
+PASS_AT_K = (1, 2, 4, 8, 16, 32, 64)
+# Problem meta keys a result is broken down by (when any problem carries them), and the
+# natural order of their values where sorting would not give it.
+GROUP_KEYS = ("level", "subject", "difficulty", "platform", "contest", "year")
+GROUP_ORDER: dict[str, list] = {"level": [1, 2, 3, 4, 5], "difficulty": ["easy", "medium", "hard"],
+                                "contest": ["AIME I", "AIME II"]}
+# Evaluation-engine keys of the ``evaluation`` config section, handed to make_generator.
+ENGINE_KEYS = ("batch_size", "quantization", "dtype", "tensor_parallel_size",
+               "pipeline_parallel_size", "max_model_len", "gpu_memory_utilization", "vllm")
+BACKENDS = ("transformers", "vllm")
+ENGINES_FILE = "engines.json"  # in the partial dir: the engines that generated its parts
+
+
+# ----------------------------------------------------------------------------- config
+
+
+def benchmark_kind(name: str, spec: dict) -> str:
+    """The benchmark's ``kind``; a spec without one is a legacy ``format: jsonl`` spec."""
+    kind = spec.get("kind")
+    if kind is not None:
+        if kind not in KINDS:
+            raise ValueError(f"benchmark {name}: unknown kind {kind!r}; expected one of "
+                             f"{', '.join(KINDS)}")
+        return kind
+    fmt = spec.get("format", "jsonl")
+    if fmt == "jsonl":
+        return "jsonl"
+    raise ValueError(f"benchmark {name}: format {fmt!r} without a kind; set kind to one of "
+                     f"{', '.join(k for k in KINDS if k != 'jsonl')} (with repo_id + revision "
+                     "for the hub, or path for a local copy)")
+
 
 def load_benchmark(name: str, spec: dict) -> list[dict]:
-    """Problems of a benchmark as pseudo-queries: query_id, category, messages, reference."""
-    if spec["format"] != "jsonl":
-        raise NotImplementedError(
-            f"benchmark {name}: format {spec['format']!r} needs the hub; only local jsonl "
-            "benchmarks are loaded in this build"
-        )
-    path = os.path.expandvars(spec["path"])
-    if not os.path.exists(path):
-        raise FileNotFoundError(f"benchmark {name}: file {path} does not exist")
-    id_field, text_field = spec.get("id_field", "id"), spec.get("text_field", "prompt")
-    answer_field = spec.get("answer_field")
-    wanted = spec.get("filter") or {}
-    problems = []
-    for lineno, row in iter_jsonl(path):
-        if any(row.get(k) != v for k, v in wanted.items()):
-            continue
-        for f in [id_field, text_field] + ([answer_field] if answer_field else []):
-            if f not in row:
-                raise ValueError(f"{path}:{lineno}: field {f!r} missing (benchmark {name})")
-        reference = {"answer": str(row[answer_field])} if answer_field else row.get("reference")
-        problems.append({
-            "query_id": str(row[id_field]),
-            "source": name,
-            "category": spec["category"],
-            "messages": [{"role": "user", "content": row[text_field]}],
-            "reference": json.dumps(reference, sort_keys=True),
-            "tests": json.dumps(row["tests"]) if row.get("tests") is not None else None,
-            "constraints": (json.dumps(row["constraints"])
-                            if row.get("constraints") is not None else None),
-            "meta": json.dumps(row.get("meta") or {}),
-        })
-    if not problems:
-        raise ValueError(f"benchmark {name}: no problems in {path} (filter {wanted})")
-    seen: set[str] = set()
-    for p in problems:
-        if p["query_id"] in seen:
-            raise ValueError(f"benchmark {name}: {path}: duplicate {id_field} {p['query_id']!r}")
-        seen.add(p["query_id"])
-    return problems[: spec.get("max_problems") or len(problems)]
+    """The benchmark's problems as QUERY-schema dicts (see the module docstring)."""
+    kind = benchmark_kind(name, spec)
+    problems = load_benchmark_problems(name, {**spec, "kind": kind})
+    wanted = spec.get("category")
+    if kind != "jsonl" and wanted and any(p["category"] != wanted for p in problems):
+        raise ValueError(f"benchmark {name}: category {wanted!r}, but kind {kind} problems are "
+                         f"{problems[0]['category']!r} (leave category out for this kind)")
+    return problems
 
 
-def summarize(name: str, model: str, samples: list[dict], k: int) -> dict:
-    """Metrics of graded samples: pass@1 ± s.e., per-problem rates, lengths, no-answer rate."""
-    per_problem: dict[str, list[float]] = {}
+def engine_config(evaluation: dict) -> tuple[str, dict]:
+    """``(backend, options)`` of the evaluated models' engine, from ``evaluation``."""
+    backend = evaluation.get("backend", "transformers")
+    if backend not in BACKENDS:
+        raise ValueError(f"evaluation.backend: {backend!r} is not one of {', '.join(BACKENDS)}")
+    options = {k: evaluation[k] for k in ENGINE_KEYS if evaluation.get(k) is not None}
+    return backend, options
+
+
+def engine_params(evaluation: dict) -> dict:
+    """What of the engine can change the samples (the rule's params): backend and options
+    without the operational knobs (memory share, chunking, GPU count)."""
+    backend, options = engine_config(evaluation)
+    return {"backend": backend, **semantic_options(options)}
+
+
+def eval_gpus(evaluation: dict) -> int:
+    """GPUs of an evaluate job: ``evaluation.gpus`` when set, else tensor x pipeline
+    parallel for vLLM and none for transformers. A ``gpus`` that disagrees with the vLLM
+    engine's parallel sizes is an error (the job would get the wrong GPU count)."""
+    backend = evaluation.get("backend", "transformers")
+    parallel = (evaluation.get("tensor_parallel_size") or 1) * \
+        (evaluation.get("pipeline_parallel_size") or 1)
+    gpus = evaluation.get("gpus")
+    if backend == "vllm":
+        if gpus is not None and gpus != parallel:
+            raise ValueError(f"config key evaluation.gpus: {gpus} GPUs, but the vllm engine uses "
+                             f"tensor x pipeline parallel = {parallel}")
+        return parallel
+    return int(gpus or 0)
+
+
+def benchmark_prompt(kind: str, prompt: PromptSpec) -> PromptSpec:
+    """The prompt a benchmark is asked with: LiveCodeBench's own prompt stays unmodified
+    (no code instruction appended); every other kind uses the study's instructions (the
+    paper's math instruction for MATH500 and AIME)."""
+    if kind in CODE_KINDS:
+        return dataclasses.replace(prompt, instructions={**prompt.instructions, "code": ""})
+    return prompt
+
+
+def grading_settings(settings: VerifySettings) -> VerifySettings:
+    """LiveCodeBench's grading of code: every test, and a pass only if all of them pass."""
+    return dataclasses.replace(settings, threshold=1.0,
+                               code=dataclasses.replace(settings.code, max_tests=None))
+
+
+def benchmark_source(name: str, spec: dict) -> dict:
+    """Where the problems came from: sha256 of every local file, or the hub pin."""
+    kind = benchmark_kind(name, spec)
+    if spec.get("path"):
+        path = Path(os.path.expandvars(str(spec["path"])))
+        files = ([path / f for f in lcb_release_files(spec["release"])]
+                 if path.is_dir() and spec.get("release") else [path])
+        return {"files": [{"path": str(f), "sha256": sha256_file(f)} for f in files]}
+    repo = spec.get("repo_id") or (LCB_DEFAULT_REPO if kind == "livecodebench" else None)
+    source = {"repo_id": repo, "revision": spec.get("revision"),
+              "hub": f"{repo}@{spec.get('revision')}"}
+    for key in ("config_name", "split"):
+        if spec.get(key) is not None and kind != "livecodebench":
+            source[key] = spec[key]
+    return source
+
+
+def model_fingerprint(model_dir: str | os.PathLike) -> dict:
+    """What identifies the evaluated weights for resuming: the name, size and mtime of
+    every file of the model dir (a retrained student changes them), hashed."""
+    root = Path(model_dir)
+    if not root.exists():
+        return {"model_dir": str(root)}
+    entries = []
+    for path in sorted(p for p in root.rglob("*") if p.is_file()):
+        stat = path.stat()
+        entries.append([str(path.relative_to(root)), stat.st_size, stat.st_mtime_ns])
+    return {"model_dir": str(root), "files": stable_hash(entries)}
+
+
+# ----------------------------------------------------------------------------- metrics
+
+
+def _group_key(value: Any) -> str:
+    return str(value)
+
+
+def summarize(name: str, model: str, samples: list[dict], k: int,
+              meta: dict[str, dict] | None = None) -> dict:
+    """Metrics of graded samples (EVAL_SAMPLE rows); ``meta``: problem id -> its meta
+    dict, for the per-group breakdown (see the module docstring)."""
+    per_problem: dict[str, list[bool]] = {}
+    tokens: dict[str, list[int]] = {}
     for s in samples:
-        per_problem.setdefault(s["problem_id"], []).append(1.0 if s["passed"] else 0.0)
+        per_problem.setdefault(s["problem_id"], []).append(bool(s["passed"]))
+        tokens.setdefault(s["problem_id"], []).append(int(s["n_tokens"]))
+    n = len(per_problem)
+    if n:
+        pass_at_1, stderr = metrics.mean_pass_at_1(per_problem)
+        table = metrics.pass_at_k_table(per_problem, PASS_AT_K)
+        mean_tokens, median_tokens = metrics.length_stats([t for ts in tokens.values() for t in ts])
+    else:
+        pass_at_1, stderr, table, mean_tokens, median_tokens = 0.0, 0.0, {}, None, None
     rates = {pid: sum(v) / len(v) for pid, v in per_problem.items()}
-    values = list(rates.values())
-    n = len(values)
-    mean = sum(values) / n if n else 0.0
-    stderr = statistics.stdev(values) / math.sqrt(n) if n > 1 else 0.0
-    tokens = [s["n_tokens"] for s in samples]
-    no_answer = sum(1 for s in samples if not s["answer"]) / len(samples) if samples else 0.0
+    n_samples = len(samples)
+    groups: dict[str, dict[str, dict]] = {}
+    meta = meta or {}
+    for key in GROUP_KEYS:
+        if not any(key in meta.get(pid, {}) for pid in rates):
+            continue
+        stats = metrics.by_group(rates, tokens, lambda pid, key=key: meta.get(pid, {}).get(key),
+                                 order=GROUP_ORDER.get(key))
+        groups[key] = {_group_key(g): v for g, v in stats.items()}
     return {
         "benchmark": name,
         "model": model,
         "n_problems": n,
         "k": k,
-        "pass_at_1": mean,
+        "n_samples": n_samples,
+        "pass_at_1": pass_at_1,
         "pass_at_1_stderr": stderr,
+        "pass_at_k": {str(kk): v for kk, v in table.items()},
         "per_problem_pass_rate": rates,
-        "mean_response_tokens": statistics.fmean(tokens) if tokens else None,
-        "median_response_tokens": statistics.median(tokens) if tokens else None,
-        "no_answer_rate": no_answer,
-        "truncated_rate": (sum(1 for s in samples if s["finish_reason"] == "length") / len(samples)
-                           if samples else 0.0),
+        "per_problem_mean_tokens": {pid: sum(v) / len(v) for pid, v in tokens.items()},
+        "mean_response_tokens": mean_tokens,
+        "median_response_tokens": median_tokens,
+        "no_answer_rate": (sum(1 for s in samples if not s["answer"]) / n_samples
+                           if n_samples else 0.0),
+        "truncated_rate": (sum(1 for s in samples if s["finish_reason"] == "length") / n_samples
+                           if n_samples else 0.0),
+        "groups": groups,
     }
 
 
-def evaluate(model_path: str, revision: str | None, model_name: str, bench_name: str,
-             bench: dict, sampling_cfg: dict, prompt: PromptSpec, options: dict,
-             settings: VerifySettings) -> tuple[dict, list[dict]]:
-    problems = load_benchmark(bench_name, bench)
-    k = bench["k"]
+# ----------------------------------------------------------------------------- grading
+
+
+def _answer(response: dict, verdict: dict, details: dict) -> str | None:
+    """What the grader found to grade: the extracted answer (math, science), the program
+    (code, None without one), else the response's answer part."""
+    if verdict["verifier"] == "code":
+        if details.get("status") == "no_code" or not details.get("code_chars"):
+            return None
+        from distillab.verify_code import extract_code
+
+        return extract_code(response["answer"] if response["answer"] is not None
+                            else response["text"])[0]
+    if "extracted" in details:
+        return details["extracted"]
+    return response["answer"]
+
+
+def grade(responses: list[dict], problems: dict[str, dict], settings: VerifySettings
+          ) -> tuple[list[dict], dict]:
+    """Verdicts in response order, code problems graded under :func:`grading_settings`,
+    and the grading settings used (for the result)."""
+    from distillab.verify import verify_responses
+
+    code_settings = grading_settings(settings)
+    is_code = [problems[r["query_id"]]["category"] == "code" for r in responses]
+    verdicts: list[dict | None] = [None] * len(responses)
+    for flag, used in ((True, code_settings), (False, settings)):
+        items = [i for i, c in enumerate(is_code) if c == flag]
+        if items:
+            graded = verify_responses([responses[i] for i in items], problems, used)
+            for i, v in zip(items, graded):
+                verdicts[i] = v
+    grading: dict[str, Any] = {"threshold": settings.threshold}
+    if any(is_code):
+        grading["code"] = {"rule": "livecodebench: all tests (public + private), pass only "
+                                   "when every test passes",
+                           "threshold": code_settings.threshold, "max_tests": None,
+                           "timeout_per_test_s": code_settings.code.timeout_per_test_s,
+                           "memory_mb": code_settings.code.memory_mb,
+                           "sandbox": code_settings.code.sandbox}
+    return verdicts, grading  # type: ignore[return-value]
+
+
+# ----------------------------------------------------------------------------- the job
+
+
+def _read_engines(partial_dir: Path) -> list[dict]:
+    path = partial_dir / ENGINES_FILE
+    return read_json(path) if path.exists() else []
+
+
+def evaluate(model_name: str, bench_name: str, bench: dict, sampling_cfg: dict,
+             prompt: PromptSpec, settings: VerifySettings,
+             open_generator: Callable[[], Generator], *, output: str | os.PathLike,
+             backend: str = "transformers", options: dict | None = None,
+             flush: FlushPolicy = FlushPolicy(), fingerprint: dict | None = None,
+             problems: list[dict] | None = None) -> tuple[dict, list[dict], dict]:
+    """Evaluate one model on one benchmark: ``(result, EVAL_SAMPLE rows, counts)``.
+
+    ``output`` is the samples file; work in progress lives in ``<output>.partial/``
+    (:class:`distillab.generate.PartialResponses`) and is resumed from there. The caller
+    writes the outputs and then discards the partial dir. ``open_generator`` is only
+    called when something is left to generate. ``fingerprint`` adds what else must
+    match for partial parts to be reused (the weights: :func:`model_fingerprint`).
+    ``counts``: problems resumed and generated, parts, the engine.
+    """
+    kind = benchmark_kind(bench_name, bench)
+    if problems is None:
+        problems = load_benchmark(bench_name, bench)
+    k = int(bench["k"])
     sampling = SamplingSpec(**{**sampling_cfg, "n": k})
-    generator = make_generator("transformers", model_path, revision, options)
-    requests = [build_request(p["query_id"], p["messages"], p["category"], prompt)
-                for p in problems]
-    outputs = generate_all(generator, requests, sampling, prompt.stop_strings())
-    responses = [row for p, outs in zip(problems, outputs)
-                 for row in response_rows(p, outs, model_name, 0, "")]
-    verdicts = verify_responses(responses, {p["query_id"]: p for p in problems},
-                                settings)
+    eval_prompt = benchmark_prompt(kind, prompt)
+    spec = TeacherSpec(name=model_name, model=model_name, backend=backend, sampling=sampling,
+                       prompt=eval_prompt, options=dict(options or {}))
+    partial_dir = Path(f"{output}.partial")
+    engines: list[dict] = []
+
+    def opened() -> Generator:
+        generator = open_generator()
+        engines.append(generator.describe())
+        write_json(partial_dir / ENGINES_FILE, _read_engines(partial_dir) + engines[-1:])
+        return generator
+
+    problem_hash = stable_hash([[p["query_id"], p["category"], p["messages"]] for p in problems])
+    rows, counts = generate_shard(
+        problems, spec, 0, sampling.seed, output, opened, flush,
+        fingerprint={"benchmark": bench_name, "problems": problem_hash, **(fingerprint or {})})
+    engine_runs = _read_engines(partial_dir)
+    if counts["queries_generated"]:
+        engine_runs = engine_runs[:-1] + [counts["backend"]]  # describe() after the run
+    by_id = {p["query_id"]: p for p in problems}
+    verdicts, grading = grade(rows, by_id, settings)
     samples = []
-    for r, v in zip(responses, verdicts):
+    for r, v in zip(rows, verdicts):
         details = json.loads(v["details"]) if v["details"] else {}
         samples.append({"problem_id": r["query_id"], "sample": r["sample"], "text": r["text"],
-                        "answer": details.get("extracted"), "n_tokens": r["n_tokens"],
+                        "answer": _answer(r, v, details), "n_tokens": r["n_tokens"],
                         "finish_reason": r["finish_reason"], "score": v["score"],
                         "passed": v["passed"], "details": v["details"]})
-    result = summarize(bench_name, model_name, samples, k)
+    meta = {p["query_id"]: json.loads(p["meta"]) if p.get("meta") else {} for p in problems}
+    result = summarize(bench_name, model_name, samples, k, meta)
+    engine = engine_runs[-1] if engine_runs else {"backend": backend}
     result.update(
+        kind=kind,
         sampling=asdict(sampling),
-        prompt_style=prompt.style,
-        demonstrations=prompt.demonstrations,
-        prompt_template_hash=prompts.template_hash(asdict(prompt)),
+        prompt={"style": eval_prompt.style, "demonstrations": eval_prompt.demonstrations,
+                "system_prompt": eval_prompt.system_prompt,
+                "instruction": eval_prompt.instructions.get(
+                    "code" if kind in CODE_KINDS else "math" if kind in MATH_KINDS
+                    else problems[0]["category"], "")},
+        prompt_style=eval_prompt.style,
+        demonstrations=eval_prompt.demonstrations,
+        prompt_template_hash=prompts.template_hash(asdict(eval_prompt)),
         grader=sorted({v["verifier"] for v in verdicts}),
         grader_version=sorted({v["verifier_version"] for v in verdicts}),
-        threshold=settings.threshold,
+        grading=grading,
+        threshold=grading.get("code", grading)["threshold"],
         date_window=bench.get("date_window"),
-        engine={"backend": "transformers", **options},
+        release=bench.get("release"),
+        max_problems=bench.get("max_problems"),
+        benchmark_source=benchmark_source(bench_name, bench),
+        engine={"backend": backend, "tensor_parallel_size": (options or {}).get(
+            "tensor_parallel_size", 1) if backend == "vllm" else None, **engine},
+        engine_runs=engine_runs,
     )
-    return result, samples
+    return result, samples, counts
 
 
 def evaluate_from_snakemake(smk: Any, prov: Any) -> None:
     from distillab.models import load_location
+    from distillab.verify import VerifySettings
 
     p = smk.params
+    evaluation = smk.config["evaluation"]
+    backend, options = engine_config(evaluation)  # with the operational knobs
     path, revision = load_location(smk.input.model)
     prompt = PromptSpec.from_config(p.prompts, p.prompt_style, p.demonstrations)
-    result, samples = evaluate(path, revision, smk.wildcards.model, smk.wildcards.benchmark,
-                               p.benchmark, p.sampling, prompt,
-                               {"batch_size": p.batch_size, "quantization": p.quantization},
-                               VerifySettings.from_config(p.verification))
+    flush = FlushPolicy(evaluation.get("flush_every", 8),
+                        evaluation.get("flush_interval_s", 120.0))
+    result, samples, counts = evaluate(
+        smk.wildcards.model, smk.wildcards.benchmark, p.benchmark, p.sampling, prompt,
+        VerifySettings.from_config(p.verification),
+        lambda: make_generator(backend, path, revision, options),
+        output=smk.output.samples, backend=backend, options=options, flush=flush,
+        fingerprint={"model": model_fingerprint(smk.input.model), "location": [path, revision]})
     result["model_info"] = p.model_info
     write_table(smk.output.samples, samples, schemas.EVAL_SAMPLE)
     write_json(smk.output.result, result)
+    PartialResponses(smk.output.samples, {}).discard()
     log.info("%s on %s: pass@1 %.3f ± %.3f over %d problems × k=%d, mean %.1f tokens",
              smk.wildcards.model, smk.wildcards.benchmark, result["pass_at_1"],
              result["pass_at_1_stderr"], result["n_problems"], result["k"],
              result["mean_response_tokens"] or 0)
-    prov.add(rows_in=result["n_problems"], rows_out=len(samples))
+    prov.add(rows_in=result["n_problems"], rows_out=len(samples),
+             response_tokens=sum(s["n_tokens"] for s in samples), **counts)
+
+
+__all__ = ["CODE_KINDS", "GROUP_KEYS", "MATH_KINDS", "PASS_AT_K", "benchmark_kind",
+           "benchmark_prompt", "benchmark_source", "engine_config", "engine_params",
+           "eval_gpus", "evaluate", "grade", "grading_settings", "load_benchmark",
+           "model_fingerprint", "summarize"]
