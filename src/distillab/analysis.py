@@ -667,7 +667,12 @@ def _figure_perplexity(
     ax.spines[["top", "right"]].set_visible(False)
     fig.suptitle("Perplexity of accepted responses per teacher\n"
                  "box Q1–Q3 · line median · ◇ mean · whiskers 1.5×IQR · red: the teacher's cut")
-    _teacher_legend(fig, stats, colors)
+    # the teachers' own legend would say "no data" for an empty SFT set; here what counts
+    # is whether the teacher has scored responses
+    fig.legend([Patch(facecolor=colors[t], edgecolor="none") for t in teachers],
+               [t if t in shown else f"{t} (no scores)" for t in teachers],
+               loc="outside lower center", ncols=min(len(teachers), 4), frameon=False,
+               fontsize=9)
     _save(fig, path)
 
 

@@ -200,7 +200,7 @@ def figure_length_by_difficulty(evals: list[dict], model_info: dict[str, dict],
     ax.grid(axis="y", alpha=0.3)
     handles, labels = axes[0].get_legend_handles_labels()
     if handles:
-        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(handles), 4),
+        fig.legend(handles, labels, loc="outside lower center", ncols=min(len(handles), 3),
                    frameon=False, fontsize=9)
     title = "Response length by difficulty and benchmark (adaptive length)"
     fig.suptitle(title + (f"\n{note}" if note else ""), fontsize=11)
