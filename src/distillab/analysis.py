@@ -407,6 +407,29 @@ def _figure_boxes(
     _save(fig, path)
 
 
+def _boxes(ax: Any, stats_list: list[dict], positions: list[int], colors: list[str]) -> None:
+    """Boxes as Figures 4 and 5 draw them: whiskers from ``stats_list`` (1.5×IQR), no
+    outliers, the mean a white diamond, each box in its teacher's colour."""
+    art = ax.bxp(
+        stats_list,
+        positions=positions,
+        widths=0.6,
+        showfliers=False,
+        showmeans=True,
+        patch_artist=True,
+        meanprops={
+            "marker": "D",
+            "markerfacecolor": "white",
+            "markeredgecolor": "black",
+            "markersize": 5,
+        },
+        medianprops={"color": "black", "linewidth": 1.2},
+    )
+    for patch, c in zip(art["boxes"], colors):
+        patch.set_facecolor(c)
+        patch.set_alpha(0.75)
+
+
 def _box_panel(
     ax: Any, data: dict[str, _Lengths], teachers: Sequence[str], colors: dict[str, str], panel: str
 ) -> None:
@@ -425,24 +448,7 @@ def _box_panel(
         positions.append(pos)
         box_colors.append(colors[t])
     if stats_list:
-        art = ax.bxp(
-            stats_list,
-            positions=positions,
-            widths=0.6,
-            showfliers=False,
-            showmeans=True,
-            patch_artist=True,
-            meanprops={
-                "marker": "D",
-                "markerfacecolor": "white",
-                "markeredgecolor": "black",
-                "markersize": 5,
-            },
-            medianprops={"color": "black", "linewidth": 1.2},
-        )
-        for patch, c in zip(art["boxes"], box_colors):
-            patch.set_facecolor(c)
-            patch.set_alpha(0.75)
+        _boxes(ax, stats_list, positions, box_colors)
         for pos, s in zip(positions, stats_list):
             ax.annotate(
                 _fmt(s["mean"]),
@@ -635,15 +641,8 @@ def _figure_perplexity(
         _no_data(ax)
     else:
         positions = [teachers.index(t) + 1 for t in shown]
-        art = ax.bxp([boxplot_stats(v, whis=1.5)[0] for v in shown.values()],
-                     positions=positions, widths=0.6, showfliers=False, showmeans=True,
-                     patch_artist=True,
-                     meanprops={"marker": "D", "markerfacecolor": "white",
-                                "markeredgecolor": "black", "markersize": 5},
-                     medianprops={"color": "black", "linewidth": 1.2})
-        for patch, t in zip(art["boxes"], shown):
-            patch.set_facecolor(colors[t])
-            patch.set_alpha(0.75)
+        _boxes(ax, [boxplot_stats(v, whis=1.5)[0] for v in shown.values()], positions,
+               [colors[t] for t in shown])
         for pos, t in zip(positions, shown):
             s = per[t]
             ax.annotate(f"{s['mean']:.2f}", (pos, s["mean"]), xytext=(0, 6),
