@@ -29,5 +29,6 @@ wildcard_constraints:
     model="[^/]+",
     round=r"\d+",
     shard=r"\d+",
+    part=r"\d+",
     source="[^/]+",
     benchmark="|".join(S.benchmarks),

@@ -18,9 +18,10 @@ import yaml
 
 from distillab import benchmarks, metrics, prompts, schemas
 from distillab.config import ConfigError, validate_config
-from distillab.evaluate import (benchmark_kind, benchmark_prompt, benchmark_source, engine_params,
-                                eval_gpus, evaluate, grade, load_benchmark, model_fingerprint,
-                                summarize)
+from distillab.evaluate import (benchmark_kind, benchmark_prompt, benchmark_source,
+                                collect_parts, engine_params, eval_gpus, eval_jobs, evaluate,
+                                generate_part, grade, load_benchmark, model_fingerprint,
+                                part_problems, score, summarize)
 from distillab.generate import FlushPolicy, GenOutput, PromptSpec, build_request
 from distillab.io import read_json, read_rows, sha256_file
 from distillab.verify import VerifySettings
@@ -475,14 +476,15 @@ def test_model_fingerprint_follows_the_files(tmp_path):
     assert model_fingerprint(tmp_path / "m") != before
 
 
-def test_evaluate_from_snakemake_writes_outputs_and_removes_the_partial(level_bench, tmp_path,
-                                                                        monkeypatch, demo_cfg):
+def test_the_two_rules_generate_in_parts_and_score_the_whole(level_bench, tmp_path,
+                                                            monkeypatch, demo_cfg):
+    """eval_generate (2 parts) then evaluate, through their Snakemake entry points."""
     from distillab import evaluate as ev
 
-    asked = {}
+    asked = []
 
     def fake_make_generator(backend, path, revision, options):
-        asked.update(backend=backend, path=path, options=options)
+        asked.append({"backend": backend, "path": path, "options": options})
         return StandIn(level_answer)
 
     monkeypatch.setattr(ev, "make_generator", fake_make_generator)
@@ -490,25 +492,103 @@ def test_evaluate_from_snakemake_writes_outputs_and_removes_the_partial(level_be
     model_dir.mkdir()
     evaluation = {**demo_cfg["evaluation"], "batch_size": 4}
     out = tmp_path / "eval"
+    common = dict(benchmark=level_bench, sampling=SAMPLING, prompts={}, prompt_style="chat",
+                  demonstrations=0)
+    facts: list[dict] = []
+    parts = [(str(out / "levels" / f"part{p}.parquet"), str(out / "levels" / f"part{p}.json"))
+             for p in range(2)]
+    for part, (responses, info) in enumerate(parts):
+        smk = SimpleNamespace(
+            config={"evaluation": evaluation}, input=SimpleNamespace(model=str(model_dir)),
+            output=SimpleNamespace(responses=responses, info=info),
+            wildcards=SimpleNamespace(model="s__t", benchmark="levels", part=str(part)),
+            params=SimpleNamespace(**common, jobs=2))
+        facts.append({})
+        ev.eval_generate_from_snakemake(smk, SimpleNamespace(add=facts[-1].update))
+        assert not Path(f"{responses}.partial").exists()
+    assert asked == [{"backend": "transformers", "path": str(model_dir),
+                      "options": {"batch_size": 4}}] * 2
+    # every other problem, in file order: parts of 3 and 2
+    assert [read_json(i)["problem_ids"] for _, i in parts] == [["p1", "p3", "p5"], ["p2", "p4"]]
+    assert [f["queries_generated"] for f in facts] == [3, 2]
+    assert [f["rows_out"] for f in facts] == [3 * K, 2 * K]
     smk = SimpleNamespace(
         config={"evaluation": evaluation},
-        input=SimpleNamespace(model=str(model_dir)),
+        input=SimpleNamespace(responses=[r for r, _ in parts], info=[i for _, i in parts]),
         output=SimpleNamespace(result=str(out / "levels.json"),
                                samples=str(out / "levels.samples.parquet")),
         wildcards=SimpleNamespace(model="s__t", benchmark="levels"),
-        params=SimpleNamespace(benchmark=level_bench, sampling=SAMPLING, prompts={},
-                               prompt_style="chat", demonstrations=0,
-                               model_info={"kind": "student"},
+        params=SimpleNamespace(**common, model_info={"kind": "student"},
                                verification={"threshold": 0.9, "workers": 1}))
-    facts = {}
-    ev.evaluate_from_snakemake(smk, SimpleNamespace(add=lambda **kw: facts.update(kw)))
+    scored: dict = {}
+    ev.evaluate_from_snakemake(smk, SimpleNamespace(add=scored.update))
     result = read_json(out / "levels.json")
     assert result["model_info"] == {"kind": "student"} and result["n_samples"] == 5 * K
-    assert asked == {"backend": "transformers", "path": str(model_dir),
-                     "options": {"batch_size": 4}}
-    assert not Path(f"{smk.output.samples}.partial").exists()
-    assert len(read_rows(smk.output.samples, schemas.EVAL_SAMPLE)) == 20
-    assert facts["queries_generated"] == 5 and facts["rows_out"] == 20
+    assert result["jobs"] == 2 and len(result["engine_runs"]) == 2
+    assert result["per_problem_pass_rate"] == {p: c / K for p, c in CORRECT.items()}
+    samples = read_rows(smk.output.samples, schemas.EVAL_SAMPLE)
+    assert [s["problem_id"] for s in samples] == [p for p in LEVEL for _ in range(K)]
+    assert scored["parts"] == 2 and scored["rows_out"] == 20
+
+
+def test_parts_split_every_problem_once():
+    problems = [{"query_id": f"q{i}"} for i in range(7)]
+    split = [part_problems(problems, p, 3) for p in range(3)]
+    assert [[q["query_id"] for q in part] for part in split] == [
+        ["q0", "q3", "q6"], ["q1", "q4"], ["q2", "q5"]]
+    assert part_problems(problems, 0, 1) == problems
+    assert part_problems(problems[:1], 1, 2) == []  # more jobs than problems: empty parts
+    with pytest.raises(ValueError, match="part 2 of 2"):
+        part_problems(problems, 2, 2)
+    assert eval_jobs({"jobs": 2}, {"k": 1}) == 2
+    assert eval_jobs({"jobs": 2}, {"k": 1, "jobs": 4}) == 4
+    assert eval_jobs({}, {"k": 1}) == 1
+
+
+def _row(pid: str, s: int) -> dict:
+    return {"query_id": pid, "sample": s, "text": "t"}
+
+
+@pytest.mark.parametrize("parts, message", [
+    ([([_row("a", 0), _row("a", 1)], {"part": 0, "k": 2, "problem_ids": ["a"]})],
+     r"do not cover the benchmark: missing problems \['b'\]"),
+    ([([_row("a", 0), _row("a", 1)], {"part": 0, "k": 2, "problem_ids": ["a"]}),
+      ([_row("a", 0), _row("a", 1), _row("b", 0), _row("b", 1)],
+       {"part": 1, "k": 2, "problem_ids": ["a", "b"]})],
+     r"part1.parquet: problem 'a' is also in part0.parquet"),
+    ([([_row("a", 0), _row("a", 1), _row("b", 0)], {"part": 0, "k": 2,
+                                                    "problem_ids": ["a", "b"]})],
+     r"part0.parquet: problem 'b' has samples \[0\], expected 0..1"),
+    ([([_row("a", 0)], {"part": 0, "k": 1, "problem_ids": ["a", "b"]})],
+     r"part0.parquet: k = 1, but the benchmark asks for k = 2"),
+    ([([_row("c", 0), _row("c", 1)], {"part": 0, "k": 2, "problem_ids": ["a", "b"]})],
+     r"part0.parquet: row for problem 'c'"),
+])
+def test_parts_that_are_not_one_split_are_refused_naming_the_file(parts, message):
+    problems = [{"query_id": "a"}, {"query_id": "b"}]
+    where = [f"part{i}.parquet" for i in range(len(parts))]
+    with pytest.raises(ValueError, match=message):
+        collect_parts(parts, problems, 2, where)
+
+
+def test_samples_do_not_depend_on_the_number_of_jobs(level_bench, tmp_path):
+    """The same samples and scores whether a benchmark is generated in 1 job or 3."""
+    problems = load_benchmark("levels", level_bench)
+    results = {}
+    for jobs in (1, 3):
+        parts = [generate_part("student", "levels", level_bench, SAMPLING, PromptSpec(),
+                               lambda: StandIn(level_answer),
+                               output=tmp_path / f"j{jobs}" / f"part{p}.parquet", part=p,
+                               jobs=jobs, problems=problems) for p in range(jobs)]
+        results[jobs] = score("student", "levels", level_bench, SAMPLING, PromptSpec(),
+                              SETTINGS, parts, problems=problems)
+    (one, one_samples), (three, three_samples) = results[1], results[3]
+    assert one_samples == three_samples
+    differ = {"jobs", "engine_runs"}
+    assert {k: v for k, v in one.items() if k not in differ} == {
+        k: v for k, v in three.items() if k not in differ}
+    assert (one["jobs"], len(one["engine_runs"]), three["jobs"], len(three["engine_runs"])) == (
+        1, 1, 3, 3)
 
 
 # --- LiveCodeBench grading ----------------------------------------------------------------------

@@ -19,6 +19,8 @@ pytestmark = pytest.mark.slow
 QUERY_STAGE = {"prepare_model", "normalize_source", "clean_queries",
                "decontaminate_embeddings", "shard_queries"}
 TEACHERS = {"smol-a", "smol-b"}
+# a student's release carries its eval results: any new evaluation rewrites its card
+RELEASES = {("release", (("student", "smol-student"), ("teacher", t))) for t in TEACHERS}
 
 
 def plan(workdir: Path, config: Path, snakefile: Path | None = None) -> set[tuple[str, tuple]]:
@@ -59,7 +61,8 @@ def test_verifier_threshold_reruns_from_verify_down(micro_study, tmp_path):
     jobs = plan(workdir, mutated(config, tmp_path, change))
     rules = {r for r, _ in jobs}
     assert rules == {"verify", "generate", "accepted", "perplexity", "ngrams", "curate",
-                     "parallel", "train", "evaluate", "export_am", "analysis", "report", "all"}
+                     "parallel", "train", "eval_generate", "evaluate", "release", "export_am",
+                     "analysis", "report", "all"}
     # every verdict is redone; round 1's responses are kept. Round 2 asks what round 1 did
     # not accept, which depends on the threshold, so it is generated again.
     verify = [dict(w) for r, w in jobs if r == "verify"]
@@ -81,7 +84,24 @@ def test_adding_a_benchmark_plans_only_its_evaluations_and_the_report(micro_stud
     jobs = plan(workdir, mutated(config, tmp_path, change))
     students = {f"smol-student__{t}" for t in TEACHERS}
     assert jobs == {("evaluate", (("benchmark", "demo_science"), ("model", m))) for m in students} | {
-        ("report", ()), ("all", ())}
+        ("eval_generate", (("benchmark", "demo_science"), ("model", m), ("part", "0")))
+        for m in students} | RELEASES | {("report", ()), ("all", ())}
+
+
+def test_more_eval_jobs_regenerate_only_the_evaluations(micro_study, tmp_path):
+    """Splitting a benchmark's generation over 2 jobs plans its parts, its grading and the
+    report: nothing upstream, and the other benchmarks are kept."""
+    workdir, config = micro_study
+    [bench] = yaml.safe_load(config.read_text())["evaluation"]["benchmarks"]
+
+    def change(cfg):
+        cfg["evaluation"]["benchmarks"][bench]["jobs"] = 2
+
+    jobs = plan(workdir, mutated(config, tmp_path, change))
+    students = {f"smol-student__{t}" for t in TEACHERS}
+    assert jobs == {("evaluate", (("benchmark", bench), ("model", m))) for m in students} | {
+        ("eval_generate", (("benchmark", bench), ("model", m), ("part", p)))
+        for m in students for p in ("0", "1")} | RELEASES | {("report", ()), ("all", ())}
 
 
 def test_adding_a_teacher_plans_only_its_branch(micro_study, tmp_path):
@@ -94,7 +114,8 @@ def test_adding_a_teacher_plans_only_its_branch(micro_study, tmp_path):
     jobs = plan(workdir, mutated(config, tmp_path, change))
     rules = {r for r, _ in jobs}
     assert rules == {"generate", "verify", "accepted", "perplexity", "ngrams", "curate",
-                     "parallel", "train", "evaluate", "export_am", "analysis", "report", "all"}
+                     "parallel", "train", "eval_generate", "evaluate", "release", "export_am",
+                     "analysis", "report", "all"}
     for rule, wildcards in jobs:
         values = "/".join(v for _, v in wildcards)
         assert not any(t in values for t in TEACHERS), (rule, wildcards)
@@ -124,8 +145,8 @@ def workflow_copy(tmp_path) -> Path:
 # rules whose `code` param hashes the module, and everything downstream of them
 @pytest.mark.parametrize("module, expected", [
     ("report", {"report"}),
-    ("ngram_filter", {"ngrams", "curate", "parallel", "train", "evaluate", "export_am",
-                      "analysis", "report"}),
+    ("ngram_filter", {"ngrams", "curate", "parallel", "train", "eval_generate", "evaluate",
+                      "release", "export_am", "analysis", "report"}),
 ])
 def test_editing_package_code_reruns_the_rules_that_use_it(micro_study, workflow_copy,
                                                            module, expected):

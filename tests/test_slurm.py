@@ -15,7 +15,7 @@ What one module-scoped run checks (``slurm_study``, ~8 min on 2 idle cores):
   ``sbatch`` shim on PATH records each submission and SLURM's own view of it), every rule
   lands on the partition both profiles give it, and a rule whose ``gpu`` resource is > 0
   gets ``--gpus=N`` (generate, perplexity and train through the config's ``gpus`` keys,
-  which are scheduling-only and change no output; evaluate through ``evaluation.gpus``);
+  which are scheduling-only and change no output; eval_generate through ``evaluation.gpus``);
 * the results equal the local run of the session fixture ``micro_study`` (see
   ``test_outputs_match_the_local_run`` for what is compared and why).
 The study is the micro study with one teacher (smol-a, unchanged): every rule of the DAG
@@ -71,8 +71,8 @@ CLUSTER_NAME = "distillab-test"  # .ci/slurm/start.sh
 TEACHER = "smol-a"
 RUN_LIMIT_S = 1200               # per Snakemake run (the whole study takes ~5 min)
 # GPUs each rule asks for in the test study: generate, perplexity and train from the
-# config (slurm_config), evaluate from evaluation.gpus; every other rule none.
-EXPECTED_GPUS = {"generate": 1, "perplexity": 1, "train": 1, "evaluate": 1}
+# config (slurm_config), eval_generate from evaluation.gpus; every other rule none.
+EXPECTED_GPUS = {"generate": 1, "perplexity": 1, "train": 1, "eval_generate": 1}
 
 slurm = pytest.mark.slurm
 slow = pytest.mark.slow

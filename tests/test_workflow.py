@@ -45,6 +45,13 @@ def test_micro_study_produces_report_with_provenance(micro_study):
         assert (d / "provenance.json").exists()
     # the checkpoint is a loadable HF dir with a model card
     assert (root / "train/smol-student__smol-a/README.md").exists()
+    # its release: the checkpoint's files linked, and a card with the eval results
+    release = root / "release/smol-student__smol-a"
+    card = (release / "README.md").read_text()
+    assert "## Evaluation results" in card and "model-index:" in card and "| demo_math |" in card
+    assert (release / "config.json").stat().st_ino == (
+        root / "train/smol-student__smol-a/config.json").stat().st_ino
+    assert (release / "provenance.json").exists()
     # every category has its verifier: code ran in the sandbox, IF through IFEval
     verified = pd.concat(pd.read_parquet(p) for p in (root / "verify").rglob("*.parquet"))
     by_category = verified.groupby("category")["verifier"].agg(set).to_dict()
@@ -142,8 +149,11 @@ def test_paper_study_plans_without_network():
         env={**os.environ, "HF_HUB_OFFLINE": "1"},
     )
     assert proc.returncode == 0, proc.stderr[-3000:]
-    for rule in ("generate", "verify", "train", "evaluate", "report"):
+    for rule in ("generate", "verify", "train", "eval_generate", "evaluate", "release", "report"):
         assert re.search(rf"^{rule}\s+\d+", proc.stdout, re.M), rule
+    # 3 students (one per teacher) x (AIME24 2 + AIME25 2 + MATH500 4 + LCB 4 parts)
+    assert re.search(r"^eval_generate\s+36$", proc.stdout, re.M)
+    assert re.search(r"^evaluate\s+12$", proc.stdout, re.M)
 
 
 @slow

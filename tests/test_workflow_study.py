@@ -109,6 +109,11 @@ def test_source_and_benchmark_files(demo, paper_cfg):
     assert s.benchmark_files() == ["data/demo/benchmark.jsonl"]  # two benchmarks, one file
     assert s.benchmark_files([]) == []
     assert set(s.decontamination_benchmarks()) == {"demo_math", "demo_science"}
+    # only what decontamination reads: evaluation-only keys never rerun the query stage
+    assert s.decontamination_benchmarks()["demo_math"] == {
+        "format": "jsonl", "path": "data/demo/benchmark.jsonl", "id_field": "id",
+        "text_field": "prompt", "filter": {"category": "math"}}
+    assert "k" not in Study(paper_cfg).decontamination_benchmarks()["livecodebench"]
     p = Study(paper_cfg)
     assert p.source_files("openr1-math-220k") == []  # hub sources have no local file
     assert p.benchmark_files() == []
@@ -213,11 +218,6 @@ def test_teacher_gpus_vllm_defaults_to_one(demo):
     assert Study(demo).teacher_gpus("smollm2-135m") == 1
     demo["teachers"]["smollm2-135m"]["pipeline_parallel_size"] = 3
     assert Study(demo).teacher_gpus("smollm2-135m") == 3
-
-
-def test_student_gpus(demo, paper_cfg):
-    assert Study(demo).student_gpus("smol-student") == 0
-    assert Study(paper_cfg).student_gpus("qwen2.5-32b-sft") == 8
 
 
 # --- code_version ----------------------------------------------------------------------------

@@ -1,6 +1,8 @@
 """evaluate(model, benchmark): k samples per problem, graded, scored (PAPER.md §8).
 
-One job per (model, benchmark):
+Two rules per (model, benchmark): ``eval_generate`` (``evaluation.jobs`` parts, on GPUs)
+and ``evaluate`` (grading and scoring, on CPUs), so grading never holds GPUs and a grader
+change regrades without generating anew.
 
 1. **Problems** come from :func:`distillab.benchmarks.load_benchmark_problems`, which
    dispatches on the spec's ``kind`` (``math500``, ``aime2024``, ``aime2025``,
@@ -11,14 +13,17 @@ One job per (model, benchmark):
    math instruction (the paper's "Let's think step by step and output the final answer
    within \\boxed{}."); LiveCodeBench problems are sent as LiveCodeBench wrote them, with
    no code instruction appended (:func:`benchmark_prompt`).
-3. **Generation** goes through :func:`distillab.generate.generate_shard`: finished
-   problems are flushed to ``<samples>.partial/``, so a preempted job (64 samples x 30
-   AIME problems x 49k tokens) restarts and generates only the problems it had not
-   finished; the parts are discarded when the model, its weights, the sampling, the
-   prompt or the problems change (the fingerprint, :func:`model_fingerprint`). The
-   backend is ``evaluation.backend`` (``transformers`` on CPU, ``vllm`` on GPUs) through
+3. **Generation** (:func:`generate_part`): part ``p`` of ``jobs`` takes every
+   ``jobs``-th problem from ``p`` on (:func:`part_problems`) and goes through
+   :func:`distillab.generate.generate_shard`: finished problems are flushed to
+   ``<part>.partial/``, so a preempted job (64 samples x 30 AIME problems x 49k tokens)
+   restarts and generates only the problems it had not finished; the parts are discarded
+   when the model, its weights, the sampling, the prompt or the problems change (the
+   fingerprint, :func:`model_fingerprint`). The backend is ``evaluation.backend``
+   (``transformers`` on CPU, ``vllm`` on GPUs) through
    :func:`distillab.generate.make_generator`.
-4. **Grading** is cheap and reruns every time. Code problems are graded with
+4. **Grading** (:func:`score`, after :func:`collect_parts` checked that the parts cover
+   every problem once with k samples each). Code problems are graded with
    LiveCodeBench's rule, whatever the study's ``verification.code`` says for the SFT
    data: every test (public and private, no ``max_tests`` cap) and a sample passes only
    when all of them pass (threshold 1.0) (:func:`grading_settings`). Other problems use
@@ -52,7 +57,7 @@ from distillab.benchmarks import KINDS, LCB_DEFAULT_REPO, lcb_release_files, loa
 from distillab.generate import (FlushPolicy, Generator, PartialResponses, PromptSpec,
                                 SamplingSpec, TeacherSpec, generate_shard, make_generator,
                                 semantic_options)
-from distillab.io import read_json, sha256_file, stable_hash, write_json, write_table
+from distillab.io import read_json, read_rows, sha256_file, stable_hash, write_json, write_table
 
 if TYPE_CHECKING:  # verify imports math-verify (sympy): only where samples are graded
     from distillab.verify import VerifySettings
@@ -288,29 +293,51 @@ def _read_engines(partial_dir: Path) -> list[dict]:
     return read_json(path) if path.exists() else []
 
 
-def evaluate(model_name: str, bench_name: str, bench: dict, sampling_cfg: dict,
-             prompt: PromptSpec, settings: VerifySettings,
-             open_generator: Callable[[], Generator], *, output: str | os.PathLike,
-             backend: str = "transformers", options: dict | None = None,
-             flush: FlushPolicy = FlushPolicy(), fingerprint: dict | None = None,
-             problems: list[dict] | None = None) -> tuple[dict, list[dict], dict]:
-    """Evaluate one model on one benchmark: ``(result, EVAL_SAMPLE rows, counts)``.
+def eval_jobs(evaluation: dict, bench: dict) -> int:
+    """Generation jobs of one (model, benchmark): the benchmark's ``jobs``, else
+    ``evaluation.jobs``, else 1."""
+    return int(bench.get("jobs") or evaluation.get("jobs") or 1)
 
-    ``output`` is the samples file; work in progress lives in ``<output>.partial/``
-    (:class:`distillab.generate.PartialResponses`) and is resumed from there. The caller
-    writes the outputs and then discards the partial dir. ``open_generator`` is only
-    called when something is left to generate. ``fingerprint`` adds what else must
-    match for partial parts to be reused (the weights: :func:`model_fingerprint`).
-    ``counts``: problems resumed and generated, parts, the engine.
+
+def part_problems(problems: list[dict], part: int, jobs: int) -> list[dict]:
+    """The problems of generation job ``part`` of ``jobs``: every ``jobs``-th problem from
+    ``part`` on, so each job gets a share of every level or difficulty (the files list them
+    in order) and the parts' sizes differ by at most one."""
+    if not 0 <= part < jobs:
+        raise ValueError(f"part {part} of {jobs}: expected 0 <= part < jobs")
+    return problems[part::jobs]
+
+
+def _eval_spec(model_name: str, kind: str, bench: dict, sampling_cfg: dict, prompt: PromptSpec,
+               backend: str, options: dict | None) -> TeacherSpec:
+    sampling = SamplingSpec(**{**sampling_cfg, "n": int(bench["k"])})
+    return TeacherSpec(name=model_name, model=model_name, backend=backend, sampling=sampling,
+                       prompt=benchmark_prompt(kind, prompt), options=dict(options or {}))
+
+
+def generate_part(model_name: str, bench_name: str, bench: dict, sampling_cfg: dict,
+                  prompt: PromptSpec, open_generator: Callable[[], Generator], *,
+                  output: str | os.PathLike, part: int = 0, jobs: int = 1,
+                  backend: str = "transformers", options: dict | None = None,
+                  flush: FlushPolicy = FlushPolicy(), fingerprint: dict | None = None,
+                  problems: list[dict] | None = None) -> tuple[list[dict], dict]:
+    """Generate the k samples of every problem of part ``part`` of ``jobs``:
+    ``(RESPONSE rows, part info)``.
+
+    ``output`` is the part's responses file; work in progress lives in
+    ``<output>.partial/`` and is resumed from there (the caller writes the output and then
+    discards the partial dir). ``open_generator`` is only called when something is left to
+    generate. ``fingerprint`` adds what else must match for partial parts to be reused
+    (the weights: :func:`model_fingerprint`). Every part uses the sampling seed: vLLM
+    seeds each request from it and the problem id, so its samples do not depend on
+    ``jobs``. The part info (:func:`read_part`) lists the part's problems, the engines
+    that generated them and the job's counts.
     """
     kind = benchmark_kind(bench_name, bench)
     if problems is None:
         problems = load_benchmark(bench_name, bench)
-    k = int(bench["k"])
-    sampling = SamplingSpec(**{**sampling_cfg, "n": k})
-    eval_prompt = benchmark_prompt(kind, prompt)
-    spec = TeacherSpec(name=model_name, model=model_name, backend=backend, sampling=sampling,
-                       prompt=eval_prompt, options=dict(options or {}))
+    mine = part_problems(problems, part, jobs)
+    spec = _eval_spec(model_name, kind, bench, sampling_cfg, prompt, backend, options)
     partial_dir = Path(f"{output}.partial")
     engines: list[dict] = []
 
@@ -320,13 +347,76 @@ def evaluate(model_name: str, bench_name: str, bench: dict, sampling_cfg: dict,
         write_json(partial_dir / ENGINES_FILE, _read_engines(partial_dir) + engines[-1:])
         return generator
 
-    problem_hash = stable_hash([[p["query_id"], p["category"], p["messages"]] for p in problems])
+    problem_hash = stable_hash([[p["query_id"], p["category"], p["messages"]] for p in mine])
     rows, counts = generate_shard(
-        problems, spec, 0, sampling.seed, output, opened, flush,
-        fingerprint={"benchmark": bench_name, "problems": problem_hash, **(fingerprint or {})})
+        mine, spec, 0, spec.sampling.seed, output, opened, flush,
+        fingerprint={"benchmark": bench_name, "problems": problem_hash, "part": part,
+                     "jobs": jobs, **(fingerprint or {})})
     engine_runs = _read_engines(partial_dir)
     if counts["queries_generated"]:
         engine_runs = engine_runs[:-1] + [counts["backend"]]  # describe() after the run
+    info = {"model": model_name, "benchmark": bench_name, "part": part, "jobs": jobs,
+            "k": spec.sampling.n, "problem_ids": [p["query_id"] for p in mine],
+            "engine_runs": engine_runs,
+            "counts": {key: counts[key] for key in ("queries_resumed", "queries_generated")
+                       if key in counts}}
+    return rows, info
+
+
+def read_part(responses: str | os.PathLike, info: str | os.PathLike) -> tuple[list[dict], dict]:
+    """A generation part written by rule ``eval_generate``: its rows and its info."""
+    return read_rows(responses, schemas.RESPONSE), read_json(info)
+
+
+def collect_parts(parts: list[tuple[list[dict], dict]], problems: list[dict], k: int,
+                  where: list[str] | None = None) -> list[dict]:
+    """The rows of every part, in problem order, after checking that the parts are one
+    split of the benchmark: each problem in exactly one part, with samples 0..k-1 (a part
+    from another split or another k is an error that names its file)."""
+    where = where or [f"part {info.get('part')}" for _, info in parts]
+    owner: dict[str, str] = {}
+    by_problem: dict[str, list[dict]] = {}
+    for (rows, info), name in zip(parts, where):
+        if info.get("k") != k:
+            raise ValueError(f"{name}: k = {info.get('k')}, but the benchmark asks for k = {k}")
+        for pid in info["problem_ids"]:
+            if pid in owner:
+                raise ValueError(f"{name}: problem {pid!r} is also in {owner[pid]}")
+            owner[pid] = name
+        for row in rows:
+            if owner.get(row["query_id"]) != name:
+                raise ValueError(f"{name}: row for problem {row['query_id']!r}, which is not "
+                                 "one of the part's problems")
+            by_problem.setdefault(row["query_id"], []).append(row)
+    missing = [p["query_id"] for p in problems if p["query_id"] not in owner]
+    extra = sorted(set(owner) - {p["query_id"] for p in problems})
+    if missing or extra:
+        raise ValueError(f"the parts ({', '.join(where)}) do not cover the benchmark: "
+                         f"missing problems {missing[:5]}, unknown problems {extra[:5]}")
+    rows = []
+    for p in problems:
+        got = sorted(by_problem.get(p["query_id"], []), key=lambda r: r["sample"])
+        if [r["sample"] for r in got] != list(range(k)):
+            raise ValueError(f"{owner[p['query_id']]}: problem {p['query_id']!r} has samples "
+                             f"{[r['sample'] for r in got]}, expected 0..{k - 1}")
+        rows.extend(got)
+    return rows
+
+
+def score(model_name: str, bench_name: str, bench: dict, sampling_cfg: dict,
+          prompt: PromptSpec, settings: VerifySettings, parts: list[tuple[list[dict], dict]], *,
+          backend: str = "transformers", options: dict | None = None,
+          problems: list[dict] | None = None, where: list[str] | None = None
+          ) -> tuple[dict, list[dict]]:
+    """Grade the generated parts of one (model, benchmark) and score them:
+    ``(result, EVAL_SAMPLE rows)``. ``parts``: ``(rows, info)`` of every generation job
+    (:func:`generate_part`, :func:`read_part`); ``where`` names them in errors."""
+    kind = benchmark_kind(bench_name, bench)
+    if problems is None:
+        problems = load_benchmark(bench_name, bench)
+    spec = _eval_spec(model_name, kind, bench, sampling_cfg, prompt, backend, options)
+    sampling, eval_prompt, k = spec.sampling, spec.prompt, spec.sampling.n
+    rows = collect_parts(parts, problems, k, where)
     by_id = {p["query_id"]: p for p in problems}
     verdicts, grading = grade(rows, by_id, settings)
     samples = []
@@ -338,6 +428,7 @@ def evaluate(model_name: str, bench_name: str, bench: dict, sampling_cfg: dict,
                         "passed": v["passed"], "details": v["details"]})
     meta = {p["query_id"]: json.loads(p["meta"]) if p.get("meta") else {} for p in problems}
     result = summarize(bench_name, model_name, samples, k, meta)
+    engine_runs = [run for _, info in parts for run in info["engine_runs"]]
     engine = engine_runs[-1] if engine_runs else {"backend": backend}
     result.update(
         kind=kind,
@@ -346,7 +437,7 @@ def evaluate(model_name: str, bench_name: str, bench: dict, sampling_cfg: dict,
                 "system_prompt": eval_prompt.system_prompt,
                 "instruction": eval_prompt.instructions.get(
                     "code" if kind in CODE_KINDS else "math" if kind in MATH_KINDS
-                    else problems[0]["category"], "")},
+                    else problems[0]["category"] if problems else "", "")},
         prompt_style=eval_prompt.style,
         demonstrations=eval_prompt.demonstrations,
         prompt_template_hash=prompts.template_hash(asdict(eval_prompt)),
@@ -361,13 +452,34 @@ def evaluate(model_name: str, bench_name: str, bench: dict, sampling_cfg: dict,
         engine={"backend": backend, "tensor_parallel_size": (options or {}).get(
             "tensor_parallel_size", 1) if backend == "vllm" else None, **engine},
         engine_runs=engine_runs,
+        jobs=len(parts),
     )
-    return result, samples, counts
+    return result, samples
 
 
-def evaluate_from_snakemake(smk: Any, prov: Any) -> None:
+def evaluate(model_name: str, bench_name: str, bench: dict, sampling_cfg: dict,
+             prompt: PromptSpec, settings: VerifySettings,
+             open_generator: Callable[[], Generator], *, output: str | os.PathLike,
+             backend: str = "transformers", options: dict | None = None,
+             flush: FlushPolicy = FlushPolicy(), fingerprint: dict | None = None,
+             problems: list[dict] | None = None) -> tuple[dict, list[dict], dict]:
+    """Evaluate one model on one benchmark in this process, as one generation part:
+    ``(result, EVAL_SAMPLE rows, counts)`` (:func:`generate_part`, then :func:`score`).
+    The workflow runs the same two steps as rules ``eval_generate`` (one job per part,
+    on GPUs) and ``evaluate`` (grading, on CPUs)."""
+    if problems is None:
+        problems = load_benchmark(bench_name, bench)
+    rows, info = generate_part(model_name, bench_name, bench, sampling_cfg, prompt,
+                               open_generator, output=output, backend=backend, options=options,
+                               flush=flush, fingerprint=fingerprint, problems=problems)
+    result, samples = score(model_name, bench_name, bench, sampling_cfg, prompt, settings,
+                            [(rows, info)], backend=backend, options=options, problems=problems)
+    return result, samples, info["counts"]
+
+
+def eval_generate_from_snakemake(smk: Any, prov: Any) -> None:
+    """Rule ``eval_generate``: one part of one (model, benchmark)'s samples."""
     from distillab.models import load_location
-    from distillab.verify import VerifySettings
 
     p = smk.params
     evaluation = smk.config["evaluation"]
@@ -376,25 +488,48 @@ def evaluate_from_snakemake(smk: Any, prov: Any) -> None:
     prompt = PromptSpec.from_config(p.prompts, p.prompt_style, p.demonstrations)
     flush = FlushPolicy(evaluation.get("flush_every", 8),
                         evaluation.get("flush_interval_s", 120.0))
-    result, samples, counts = evaluate(
+    part = int(smk.wildcards.part)
+    rows, info = generate_part(
         smk.wildcards.model, smk.wildcards.benchmark, p.benchmark, p.sampling, prompt,
-        VerifySettings.from_config(p.verification),
         lambda: make_generator(backend, path, revision, options),
-        output=smk.output.samples, backend=backend, options=options, flush=flush,
+        output=smk.output.responses, part=part, jobs=int(p.jobs), backend=backend,
+        options=options, flush=flush,
         fingerprint={"model": model_fingerprint(smk.input.model), "location": [path, revision]})
+    write_table(smk.output.responses, rows, schemas.RESPONSE)
+    write_json(smk.output.info, info)
+    PartialResponses(smk.output.responses, {}).discard()
+    log.info("%s on %s, part %d of %d: %d problems x k=%d (%d resumed)", smk.wildcards.model,
+             smk.wildcards.benchmark, part, p.jobs, len(info["problem_ids"]), info["k"],
+             info["counts"].get("queries_resumed", 0))
+    prov.add(rows_in=len(info["problem_ids"]), rows_out=len(rows),
+             tokens_generated=sum(r["n_tokens"] for r in rows), **info["counts"])
+
+
+def evaluate_from_snakemake(smk: Any, prov: Any) -> None:
+    """Rule ``evaluate``: grade every part of one (model, benchmark) and score it."""
+    from distillab.verify import VerifySettings
+
+    p = smk.params
+    backend, options = engine_config(smk.config["evaluation"])
+    prompt = PromptSpec.from_config(p.prompts, p.prompt_style, p.demonstrations)
+    parts = [read_part(r, i) for r, i in zip(smk.input.responses, smk.input.info)]
+    result, samples = score(
+        smk.wildcards.model, smk.wildcards.benchmark, p.benchmark, p.sampling, prompt,
+        VerifySettings.from_config(p.verification), parts, backend=backend, options=options,
+        where=[str(r) for r in smk.input.responses])
     result["model_info"] = p.model_info
     write_table(smk.output.samples, samples, schemas.EVAL_SAMPLE)
     write_json(smk.output.result, result)
-    PartialResponses(smk.output.samples, {}).discard()
     log.info("%s on %s: pass@1 %.3f ± %.3f over %d problems × k=%d, mean %.1f tokens",
              smk.wildcards.model, smk.wildcards.benchmark, result["pass_at_1"],
              result["pass_at_1_stderr"], result["n_problems"], result["k"],
              result["mean_response_tokens"] or 0)
-    prov.add(rows_in=result["n_problems"], rows_out=len(samples),
-             response_tokens=sum(s["n_tokens"] for s in samples), **counts)
+    prov.add(rows_in=len(samples), rows_out=len(samples), parts=len(parts),
+             response_tokens=sum(s["n_tokens"] for s in samples))
 
 
 __all__ = ["CODE_KINDS", "GROUP_KEYS", "MATH_KINDS", "PASS_AT_K", "benchmark_kind",
-           "benchmark_prompt", "benchmark_source", "engine_config", "engine_params",
-           "eval_gpus", "evaluate", "grade", "grading_settings", "load_benchmark",
-           "model_fingerprint", "summarize"]
+           "benchmark_prompt", "benchmark_source", "collect_parts", "engine_config",
+           "engine_params", "eval_gpus", "eval_jobs", "evaluate", "generate_part", "grade",
+           "grading_settings", "load_benchmark", "model_fingerprint", "part_problems",
+           "read_part", "score", "summarize"]

@@ -819,6 +819,18 @@ def _benchmark_rows(spec: dict, name: str) -> Iterator[tuple[str, dict]]:
         yield f"{path}:{lineno}", obj
 
 
+# The keys of a benchmark spec that decontamination reads (load_benchmark_texts): only
+# these are its rules' params, so an evaluation-only change (k, jobs, max_problems, the
+# date window) never reruns the query stage and everything after it.
+DECONTAMINATION_KEYS = ("format", "path", "repo_id", "revision", "config_name", "split",
+                        "id_field", "text_field", "filter")
+
+
+def decontamination_spec(spec: dict) -> dict:
+    """What decontamination reads of a benchmark spec (:data:`DECONTAMINATION_KEYS`)."""
+    return {k: spec[k] for k in DECONTAMINATION_KEYS if k in spec}
+
+
 def load_benchmark_texts(spec: dict, name: str | None = None) -> list[tuple[str, str]]:
     """(item_id, text) of a benchmark spec, for decontamination.
 

@@ -123,7 +123,9 @@ class Study:
         return list(decon.get("benchmarks", []) if names is None else names)
 
     def embedding_benchmarks(self) -> dict:
-        return {n: self.config["evaluation"]["benchmarks"][n]
+        from distillab.queries import decontamination_spec
+
+        return {n: decontamination_spec(self.config["evaluation"]["benchmarks"][n])
                 for n in self.embedding_benchmark_names()}
 
     def embedding_gpus(self) -> int:
@@ -132,8 +134,11 @@ class Study:
         return 1 if str(spec.get("model", {}).get("device", "auto")).startswith("cuda") else 0
 
     def decontamination_benchmarks(self) -> dict:
+        from distillab.queries import decontamination_spec
+
         names = self.config["queries"].get("decontamination", {}).get("benchmarks", [])
-        return {n: self.config["evaluation"]["benchmarks"][n] for n in names}
+        return {n: decontamination_spec(self.config["evaluation"]["benchmarks"][n])
+                for n in names}
 
     # --- generation rounds ------------------------------------------------------------------
     def verified(self, teacher: str, round_: int, shard: str) -> str:
@@ -221,8 +226,29 @@ class Study:
                 }
         return models
 
+    def eval_jobs(self, benchmark: str) -> int:
+        """Generation jobs per (model, ``benchmark``) (distillab.evaluate.eval_jobs)."""
+        from distillab.evaluate import eval_jobs
+
+        evaluation = self.config["evaluation"]
+        return eval_jobs(evaluation, evaluation["benchmarks"][benchmark])
+
+    def eval_parts(self, model: str, benchmark: str, ext: str) -> list[str]:
+        """The generation parts of (``model``, ``benchmark``): responses (``parquet``) or
+        their info (``json``)."""
+        return [f"{self.root}/eval/{model}/{benchmark}/part{p}.{ext}"
+                for p in range(self.eval_jobs(benchmark))]
+
     def eval_results(self) -> list[str]:
         return [f"{self.root}/eval/{m}/{b}.json" for m in self.eval_models for b in self.benchmarks]
+
+    def eval_results_of(self, model: str) -> list[str]:
+        return [f"{self.root}/eval/{model}/{b}.json" for b in self.benchmarks]
+
+    def releases(self) -> list[str]:
+        """Every student's release dir (distillab.release)."""
+        return [f"{self.root}/release/{m}" for m, i in self.eval_models.items()
+                if i["kind"] == "student"]
 
     def student_checkpoints(self) -> list[str]:
         return [i["model_dir"] for i in self.eval_models.values() if i["kind"] == "student"]
@@ -248,6 +274,3 @@ class Study:
     def judge_gpus(self) -> int:
         judge = self.config["verification"].get("judge")
         return judge.get("gpus", 0) if judge else 0
-
-    def student_gpus(self, student: str) -> int:
-        return self.config["students"][student]["training"].get("gpus", 0)
