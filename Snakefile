@@ -20,6 +20,7 @@ include: "rules/export.smk"
 include: "rules/analysis.smk"
 include: "rules/train.smk"
 include: "rules/evaluate.smk"
+include: "rules/release.smk"
 include: "rules/report.smk"
 
 
@@ -28,6 +29,8 @@ rule all:
     input:
         f"{R}/report/summary.md",
         f"{R}/report/summary.json",
+        # each student as an HF model dir with its evaluation results in the card
+        S.releases(),
         # each teacher's verified dataset in the AM release layout (PAPER.md §9)
         expand(
             f"{R}/export/am/{{teacher}}/{{name}}.jsonl",

@@ -401,6 +401,11 @@ def test_unsafe_name_and_classify():
     assert classify("queries/clean.parquet", include_data=True) == ("data", "include")
     assert classify("export/am/t/math.jsonl") == ("data", "reference")
     assert classify("ngrams/t.top.json") == ("stats", "include")
+    assert classify("release/s__t/README.md") == ("model_card", "include")
+    assert classify("release/s__t/model.safetensors") == ("checkpoint", "reference")
+    assert classify("eval/s__t/math500/part0.parquet") == ("data", "reference")
+    assert classify("eval/s__t/math500/part0.json") == ("eval", "include")
+    assert classify("eval/s__t/math500.samples.parquet") == ("eval", "include")
     assert classify("logs/a/b.log", logs=False) == ("log", "exclude")
 
 

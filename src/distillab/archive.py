@@ -91,6 +91,13 @@ def classify(rel: str, *, include_checkpoints: bool = False, include_data: bool 
         return "provenance", INCLUDE
     if top == "train" and len(parts) > 1:
         return "checkpoint", INCLUDE if include_checkpoints else REFERENCE
+    if top == "release" and len(parts) > 1:  # the checkpoint's files (linked) and a card
+        if name == "README.md":
+            return "model_card", INCLUDE
+        return "checkpoint", INCLUDE if include_checkpoints else REFERENCE
+    if top == "eval" and len(parts) > 3 and name.endswith(".parquet"):
+        # eval/<model>/<benchmark>/partN.parquet: raw samples, graded in <benchmark>.samples
+        return "data", INCLUDE if include_data else REFERENCE
     if top == "models" and len(parts) > 1:
         return "model", REFERENCE
     if top in ("report", "eval", "analysis") and len(parts) > 1:
@@ -178,13 +185,21 @@ def _hash_all(files: list[_File]) -> None:
         log.info("hashing %d files, %d of them over 1 GiB (%.1f GiB together)", len(files),
                  len(big), sum(f.source.stat().st_size for f in big) / (1 << 30))
 
-    def one(f: _File) -> None:
-        f.size = f.source.stat().st_size
-        f.sha256 = sha256_file(f.source, chunk=CHUNK)
+    # hard links (release/ shares the checkpoints' files) are read once
+    by_inode: dict[tuple[int, int], list[_File]] = {}
+    for f in files:
+        st = f.source.stat()
+        by_inode.setdefault((st.st_dev, st.st_ino), []).append(f)
+
+    def one(group: list[_File]) -> None:
+        size = group[0].source.stat().st_size
+        sha = sha256_file(group[0].source, chunk=CHUNK)
+        for f in group:
+            f.size, f.sha256 = size, sha
 
     workers = max(1, min(8, os.cpu_count() or 1))
     with concurrent.futures.ThreadPoolExecutor(max_workers=workers) as pool:
-        list(pool.map(one, files))
+        list(pool.map(one, by_inode.values()))
 
 
 # --------------------------------------------------------------------------- configs
