@@ -568,3 +568,39 @@ def test_real_teacher_rows(engine):
     for r in rows:
         assert r["finish_reason"] in ("stop", "length") and 0 < r["n_tokens"] <= 48
         assert r["teacher"] == "smol" and r["gen_params_hash"] == teacher.params_hash()
+
+
+@pytest.mark.vllm
+def test_real_eval_parts_do_not_change_the_samples(engine, tmp_path):
+    """The evaluation's generation parts on the real engine: one job or two give the same
+    samples, since each request is seeded from the sampling seed and the problem id.
+    (Grading runs in the evaluate job's env, which is not this one.)"""
+    import json
+
+    from distillab.benchmarks import load_benchmark_problems
+    from distillab.evaluate import collect_parts, generate_part
+
+    bench_file = tmp_path / "bench.jsonl"
+    bench_file.write_text("".join(json.dumps({"id": f"p{i}", "prompt": q, "answer": "42"}) + "\n"
+                                  for i, q in enumerate(QUESTIONS)))
+    bench = {"kind": "jsonl", "path": str(bench_file), "category": "math", "k": 2,
+             "answer_field": "answer"}
+    problems = load_benchmark_problems("b", bench)
+    sampling = {"temperature": 0.6, "top_p": 0.95, "top_k": 0, "max_new_tokens": 32, "seed": 7}
+    class Shared(VLLMGenerator):
+        def close(self):  # a finished part closes its generator: keep the module's engine
+            pass
+
+    texts = {}
+    for jobs in (1, 2):
+        parts = [generate_part("smol", "b", bench, sampling, PromptSpec(),
+                               lambda: Shared(MODEL, chunk_size=4, llm=engine.llm),
+                               output=tmp_path / f"j{jobs}" / f"part{p}.parquet", part=p,
+                               jobs=jobs, backend="vllm", problems=problems)
+                 for p in range(jobs)]
+        assert [info["engine_runs"][0]["backend"] for _, info in parts] == ["vllm"] * jobs
+        rows = collect_parts(parts, problems, 2)
+        texts[jobs] = [(r["query_id"], r["sample"], r["text"]) for r in rows]
+    assert len(texts[1]) == 2 * len(QUESTIONS)
+    assert len({t for _, _, t in texts[1]}) > 1  # real, varied samples
+    assert texts[1] == texts[2]
