@@ -26,7 +26,7 @@ def result(bench: str, pass_at_1: float, stderr: float, **extra) -> dict:
     return {"benchmark": bench, "k": 4, "n_problems": 8, "pass_at_1": pass_at_1,
             "pass_at_1_stderr": stderr, "mean_response_tokens": 123.25, "no_answer_rate": 0.125,
             "sampling": {"temperature": 0.6, "top_p": 0.95, "max_new_tokens": 80},
-            "engine": {"backend": "transformers", "version": "5.23.0"}, **extra}
+            "engine": {"backend": "transformers", "transformers": "5.23.0"}, **extra}
 
 
 @pytest.fixture
@@ -48,7 +48,7 @@ def results(tmp_path) -> list[str]:
     for r in (result("demo_math", 0.375, 0.125),
               result("math500", 0.5, 0.0625, benchmark_source={
                   "repo_id": "HuggingFaceH4/MATH-500", "revision": "6e4ed1a", "split": "test"},
-                  engine={"backend": "vllm", "version": "0.32.0", "tensor_parallel_size": 4})):
+                  engine={"backend": "vllm", "vllm": "0.32.0", "tensor_parallel_size": 4})):
         path = tmp_path / "eval" / "s__t" / f"{r['benchmark']}.json"
         write_json(path, r)
         paths.append(str(path))
@@ -82,6 +82,7 @@ def test_release_links_the_checkpoint_and_adds_the_results_to_the_card(checkpoin
     assert "| demo_math | 37.50 | 12.50 | 4 | 8 | 123.2 | 12.5 |" in body
     assert "| math500 | 50.00 | 6.25 | 4 | 8 | 123.2 | 12.5 |" in body
     assert "| math500 | temperature=0.6, top_p=0.95, max_new_tokens=80 | vllm 0.32.0, TP 4 |" in body
+    assert "| demo_math | temperature=0.6, top_p=0.95, max_new_tokens=80 | transformers 5.23.0 |" in body
     assert f"`{results[0]}`" in body
     assert not list(out.parent.glob(".*tmp"))
 

@@ -99,7 +99,10 @@ def results_section(results: list[dict], result_files: list[str]) -> str:
         sampling = ", ".join(f"{k}={s[k]}" for k in ("temperature", "top_p", "max_new_tokens")
                              if k in s)
         engine = r.get("engine") or {}
-        engine_text = " ".join(str(engine[k]) for k in ("backend", "version") if engine.get(k))
+        backend = engine.get("backend")
+        # generators describe their version as "version" or under the library's name
+        version = engine.get("version") or (engine.get(backend) if backend else None)
+        engine_text = " ".join(str(v) for v in (backend, version) if v and isinstance(v, str))
         if engine.get("tensor_parallel_size"):
             engine_text += f", TP {engine['tensor_parallel_size']}"
         lines.append(f"| {r['benchmark']} | {sampling} | {engine_text} | `{path}` |")
