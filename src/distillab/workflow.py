@@ -122,11 +122,15 @@ class Study:
         names = (decon.get("embedding") or {}).get("benchmarks")
         return list(decon.get("benchmarks", []) if names is None else names)
 
-    def embedding_benchmarks(self) -> dict:
+    def _decontamination_specs(self, names: list[str]) -> dict:
+        """What decontamination reads of each named benchmark (its rules' params)."""
         from distillab.queries import decontamination_spec
 
         return {n: decontamination_spec(self.config["evaluation"]["benchmarks"][n])
-                for n in self.embedding_benchmark_names()}
+                for n in names}
+
+    def embedding_benchmarks(self) -> dict:
+        return self._decontamination_specs(self.embedding_benchmark_names())
 
     def embedding_gpus(self) -> int:
         """1 when the embedding model is configured for CUDA ("auto" runs where it lands)."""
@@ -134,11 +138,8 @@ class Study:
         return 1 if str(spec.get("model", {}).get("device", "auto")).startswith("cuda") else 0
 
     def decontamination_benchmarks(self) -> dict:
-        from distillab.queries import decontamination_spec
-
         names = self.config["queries"].get("decontamination", {}).get("benchmarks", [])
-        return {n: decontamination_spec(self.config["evaluation"]["benchmarks"][n])
-                for n in names}
+        return self._decontamination_specs(names)
 
     # --- generation rounds ------------------------------------------------------------------
     def verified(self, teacher: str, round_: int, shard: str) -> str:
@@ -240,7 +241,7 @@ class Study:
                 for p in range(self.eval_jobs(benchmark))]
 
     def eval_results(self) -> list[str]:
-        return [f"{self.root}/eval/{m}/{b}.json" for m in self.eval_models for b in self.benchmarks]
+        return [path for m in self.eval_models for path in self.eval_results_of(m)]
 
     def eval_results_of(self, model: str) -> list[str]:
         return [f"{self.root}/eval/{model}/{b}.json" for b in self.benchmarks]
